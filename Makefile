@@ -1,0 +1,32 @@
+# The two set-up commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test bench lock clean
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+## Start the service on the embedded store at 127.0.0.1:8080 (data in ~/.traitor).
+run: $(STAMP)
+	$(VENV)/bin/traitor $(ARGS)
+
+## Run the whole test suite.
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Run the benchmarks (full set); `$(PY) -m bench --quick --json` for the short one.
+bench: $(STAMP)
+	$(PY) -m bench $(ARGS)
+
+## Re-pin dependencies after editing pyproject.toml.
+lock: $(STAMP)
+	$(PY) -m pip install -q uv && $(VENV)/bin/uv pip compile pyproject.toml --extra test --extra bench --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-artifacts

@@ -1,0 +1,3 @@
+from traitor.cli.main import main
+
+raise SystemExit(main())

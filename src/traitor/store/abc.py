@@ -1,0 +1,136 @@
+"""The store interface: jobs, run history and per-job key/value state.
+
+Every backend (``sqlite.py``, ``postgresql.py``, ``mongodb.py``) passes the one
+contract suite in ``tests/store/test_contract.py``. The contract:
+
+* Every coroutine that writes returns only once the write is durable against a
+  crash of this process (SQLite: committed in WAL mode; servers: committed).
+  Backends group concurrent writes into one transaction where they can.
+* Instants are integer milliseconds since the epoch (UTC); ids are strings.
+* ``claim_runs`` is the cluster's exactly-once arbiter: a run is identified by
+  ``(job_id, scheduled_at, attempt)``; inserting one that already exists fails
+  for that run only, and only the runs actually inserted are returned, even when
+  several processes claim the same runs at the same moment.
+* Reads never return another cluster's data: a backend is opened for one
+  namespace (the cluster name) and keeps it apart (its own file, schema or
+  database).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import AsyncIterator, Literal, Sequence
+
+from traitor.domain.job import ExecType, Job, JobState, Run, RunStatus
+
+JobSort = Literal["name", "created", "updated", "next", "last"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    """Filters of a job listing; ``None`` means "any"."""
+
+    exec_type: ExecType | None = None
+    state: JobState | None = None
+    search: str | None = None  # case-insensitive substring of the name
+    sort: JobSort = "created"
+    descending: bool = False
+    offset: int = 0
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class RunQuery:
+    job_id: str | None = None
+    status: RunStatus | None = None
+    since: int | None = None  # scheduled_at >= since (ms)
+    until: int | None = None  # scheduled_at < until (ms)
+    offset: int = 0
+    limit: int = 100
+
+
+class JobStore(ABC):
+    """Persistent state of one Traitor installation (or one cluster)."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Open connections and run pending schema migrations."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Flush pending writes and release every resource. Idempotent."""
+
+    async def ping(self) -> None:
+        """Raise if the store cannot be reached (used by ``/readyz``)."""
+        await self.get_job("-")
+
+    # ---------------------------------------------------------------- jobs
+    @abstractmethod
+    async def add_job(self, job: Job) -> None:
+        """Insert a new job. Raise ``ConflictError`` when its id exists."""
+
+    @abstractmethod
+    async def get_job(self, job_id: str) -> Job | None:
+        """The job with its script, or ``None``."""
+
+    @abstractmethod
+    async def update_job(self, job: Job) -> bool:
+        """Replace the stored job with ``job`` (whole row). ``False`` if it is gone."""
+
+    @abstractmethod
+    async def delete_job(self, job_id: str) -> bool:
+        """Delete the job, its runs and its key/value state. ``False`` if it was not there."""
+
+    @abstractmethod
+    async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
+        """One page of jobs (scripts included) and the total that match the filters."""
+
+    @abstractmethod
+    def iter_jobs(self, *, enabled_only: bool = False, batch: int = 5000) -> AsyncIterator[list[Job]]:
+        """Every job in batches, for arming at start-up and for export."""
+
+    @abstractmethod
+    async def job_versions(self) -> dict[str, int]:
+        """``{job_id: version}`` of every enabled job, for cluster reconciliation."""
+
+    @abstractmethod
+    async def count_jobs(self) -> dict[str, int]:
+        """Counts by state and type: keys ``total``, ``runnable``, ``stopped``, ``timing``, ``delay``."""
+
+    @abstractmethod
+    async def set_last_exec(self, updates: Sequence[tuple[str, int, JobState | None]]) -> None:
+        """For each ``(job_id, last_exec_time, new_state)`` set ``lastExecTime``, and the
+        state where it is not ``None`` (a delay job stops once it has fired)."""
+
+    # ---------------------------------------------------------------- runs
+    @abstractmethod
+    async def claim_runs(self, runs: Sequence[Run]) -> list[Run]:
+        """Insert runs that do not exist yet; return those this call inserted."""
+
+    @abstractmethod
+    async def finish_runs(self, runs: Sequence[Run]) -> None:
+        """Store the final state (status, times, output, error, node) of claimed runs,
+        inserting any that were never claimed."""
+
+    @abstractmethod
+    async def get_run(self, run_id: str) -> Run | None: ...
+
+    @abstractmethod
+    async def list_runs(self, query: RunQuery) -> tuple[list[Run], int]:
+        """Runs newest first (by ``scheduled_at``), and the total that match."""
+
+    @abstractmethod
+    async def prune_runs(self, keep_per_job: int, older_than: int) -> int:
+        """Delete finished runs beyond the newest ``keep_per_job`` of each job, and every
+        finished run scheduled before ``older_than`` (ms). Return how many went."""
+
+    # ---------------------------------------------------------------- key/value
+    @abstractmethod
+    async def kv_get(self, job_id: str, key: str) -> str | None: ...
+
+    @abstractmethod
+    async def kv_set(self, job_id: str, key: str, value: str) -> None: ...
+
+    @abstractmethod
+    async def kv_delete(self, job_id: str, key: str) -> bool: ...
