@@ -84,7 +84,14 @@ class JobStore(ABC):
 
     @abstractmethod
     async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
-        """One page of jobs (scripts included) and the total that match the filters."""
+        """One page of jobs (scripts included) and the total that match the filters.
+
+        Sorts: ``name`` by the UTF-8 bytes of the name; ``created``/``updated``/``last``
+        by ``created_at``/``updated_at``/``last_exec_time`` (a job that never ran sorts as
+        the oldest); ``next`` sorts like ``created`` (the next fire is computed by the
+        scheduler, not stored). Ties are broken by ``job_id``, so pages are stable.
+        ``search`` is a substring test on the case-folded name (``str.casefold``).
+        ``limit=0`` returns no job, only the total."""
 
     @abstractmethod
     def iter_jobs(self, *, enabled_only: bool = False, batch: int = 5000) -> AsyncIterator[list[Job]]:
@@ -111,19 +118,25 @@ class JobStore(ABC):
     @abstractmethod
     async def finish_runs(self, runs: Sequence[Run]) -> None:
         """Store the final state (status, times, output, error, node) of claimed runs,
-        inserting any that were never claimed."""
+        inserting any that were never claimed. A never-claimed run whose slot
+        ``(job_id, scheduled_at, attempt)`` another run holds is dropped (logged), without
+        failing the rest of the batch."""
 
     @abstractmethod
     async def get_run(self, run_id: str) -> Run | None: ...
 
     @abstractmethod
     async def list_runs(self, query: RunQuery) -> tuple[list[Run], int]:
-        """Runs newest first (by ``scheduled_at``), and the total that match."""
+        """Runs newest first (by ``scheduled_at``, then ``started_at`` with unstarted runs
+        last, then ``attempt``), and the total that match."""
 
     @abstractmethod
     async def prune_runs(self, keep_per_job: int, older_than: int) -> int:
         """Delete finished runs beyond the newest ``keep_per_job`` of each job, and every
-        finished run scheduled before ``older_than`` (ms). Return how many went."""
+        finished run scheduled before ``older_than`` (ms). Return how many went.
+
+        "Newest" ranks a job's finished runs in the order of :meth:`list_runs`; runs
+        still ``running`` are never deleted and do not count towards ``keep_per_job``."""
 
     # ---------------------------------------------------------------- key/value
     @abstractmethod
@@ -134,3 +147,16 @@ class JobStore(ABC):
 
     @abstractmethod
     async def kv_delete(self, job_id: str, key: str) -> bool: ...
+
+
+async def get_jobs(store: JobStore, job_ids: Sequence[str]) -> dict[str, Job]:
+    """Fetch many jobs at once; uses the backend's ``get_jobs`` when it has one."""
+    bulk = getattr(store, "get_jobs", None)
+    if bulk is not None:
+        return await bulk(job_ids)
+    found: dict[str, Job] = {}
+    for job_id in job_ids:
+        job = await store.get_job(job_id)
+        if job is not None:
+            found[job_id] = job
+    return found
