@@ -44,6 +44,9 @@ class JobInput(BaseModel):
     misfire: str | None = Field(None, description="skip | once | all: fires missed while no node could run them.")
     misfireGrace: float | str | None = Field(None, description="Seconds of lateness that still count as on time.")
     retries: int | str | None = Field(None, description="Extra attempts after a failed run (exponential backoff).")
+    maxConcurrent: int | str | None = Field(
+        None, description="Runs of this job at once (default 1 for overlap skip/queue, else unlimited)."
+    )
 
 
 class NewJobInput(JobInput):
@@ -72,6 +75,7 @@ class JobOut(BaseModel):
     misfire: str
     misfireGrace: float | None
     retries: int
+    maxConcurrent: int | None
     createdAt: str
     updatedAt: str
     version: int

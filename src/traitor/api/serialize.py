@@ -26,6 +26,7 @@ def job_json(job: Job, next_fire: int | None = None, *, script: bool = False) ->
         "misfire": job.misfire.value,
         "misfireGrace": job.misfire_grace,
         "retries": job.retries,
+        "maxConcurrent": job.max_concurrent,
         "createdAt": to_rfc3339(job.created_at),
         "updatedAt": to_rfc3339(job.updated_at),
         "version": job.version,

@@ -236,6 +236,18 @@ async def cron_preview(request: Request, body: CronPreviewInput = Body(...)) -> 
                                   "next": [to_rfc3339(at) for at in fires]}})
 
 
+@router.post("/pause", summary="Pause firing on every node (survives restarts)", response_model=StatsData)
+async def pause(request: Request) -> JSONResponse:
+    await context(request).engine.set_paused(True)
+    return await stats(request)
+
+
+@router.post("/resume", summary="Resume firing on every node", response_model=StatsData)
+async def resume(request: Request) -> JSONResponse:
+    await context(request).engine.set_paused(False)
+    return await stats(request)
+
+
 @router.get("/stats", summary="Counts for the dashboard", response_model=StatsData)
 async def stats(request: Request) -> JSONResponse:
     ctx = context(request)

@@ -118,6 +118,7 @@ FLAGS: list[Flag] = [
     Flag(("--runs-max-age",), "runs_max_age", "days a run is kept", L.runs_kept_days, _positive_float),
     Flag(("--max-body",), "max_body", "largest request body, bytes", 1024 * 1024, _positive_int),
     Flag(("--grace",), "grace", "seconds running scripts get to finish on shutdown", 10.0, _positive_float),
+    Flag(("--webhook",), "webhook", "URL that receives a JSON POST for every failed run (retried with backoff)"),
     Flag(("--allow-origin",), "allow_origin", "comma-separated extra origins allowed for WebSockets/CORS", ""),
 ]
 

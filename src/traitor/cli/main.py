@@ -110,6 +110,10 @@ def build_engine(settings: Settings) -> tuple[Any, Any]:
         coordinator = RedisCoordinator(settings.redis, cluster=settings.cluster, node_id=node_id)
     metrics = MetricsMiddleware()
     middleware: list[Any] = [metrics]
+    if settings.webhook:
+        from traitor.scheduler.webhooks import WebhookMiddleware
+
+        middleware.append(WebhookMiddleware(settings.webhook, node=node_id))
     engine = Engine(
         store,
         runner,

@@ -104,6 +104,8 @@ class Job:
     updated_at: int = field(default_factory=now_ms)
     #: Bumped by every write; nodes of a cluster reconcile on it.
     version: int = 1
+    #: Runs of this job allowed at once (None: 1 when overlap is skip/queue, else unlimited).
+    max_concurrent: int | None = None
 
     @property
     def enabled(self) -> bool:
@@ -146,6 +148,7 @@ JOB_FIELDS: dict[str, str] = {
     "misfire": "misfire",
     "misfireGrace": "misfire_grace",
     "retries": "retries",
+    "maxConcurrent": "max_concurrent",
 }
 
 
@@ -255,6 +258,8 @@ def coerce_changes(body: Mapping[str, Any], limits: Limits) -> dict[str, Any]:
             changes[attr] = _number(value, "misfireGrace", 0, 86400 * 366)
         elif attr == "retries":
             changes[attr] = _number(value, "retries", 0, limits.max_retries, integer=True) or 0
+        elif attr == "max_concurrent":
+            changes[attr] = _number(value, "maxConcurrent", 1, 1000, integer=True)
         elif attr == "overlap":
             changes[attr] = Overlap.ALLOW if value is None else _choice(value, "overlap", Overlap)
         elif attr == "misfire":

@@ -43,6 +43,9 @@ log = logging.getLogger("traitor.engine")
 Fire = tuple[str, int, Trigger, int]
 LineListener = Callable[[ConsoleLine], None]
 
+#: Pseudo job id under which the service-wide pause is stored (kv) and announced (changes).
+SERVICE_KEY = "::service"
+
 
 @dataclass(slots=True)
 class EngineConfig:
@@ -59,6 +62,15 @@ class EngineConfig:
     retry_cap: float = 300.0
     #: Seconds a fire this node did not own is remembered for take-over.
     takeover_window: float = 30.0
+    #: Fires a job at its concurrency cap may queue; more are recorded as skipped.
+    max_queued_per_job: int = 100
+
+
+def concurrency_cap(job: Job) -> int:
+    """Runs of ``job`` allowed at once: its ``maxConcurrent``, else 1 unless overlap is allow."""
+    if job.max_concurrent is not None:
+        return job.max_concurrent
+    return 1_000_000 if job.overlap is Overlap.ALLOW else 1
 
 
 class Engine:
@@ -108,6 +120,7 @@ class Engine:
             self._versions = {}
             attach(self)
         await self.coordinator.start(self._on_remote_change)
+        self.paused = await self.store.kv_get(SERVICE_KEY, "paused") == "1"
         armed = await self.arm_all()
         # Long-lived objects (armed entries, schedules) need no cyclic GC; freezing
         # them keeps full collections from pausing the loop for 100s of ms.
@@ -137,6 +150,10 @@ class Engine:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._flush_finished()
+        for mw in self.middleware:
+            close = getattr(mw, "close", None)
+            if close is not None:
+                await close()
         await self.coordinator.close()
         await self.store.close()
         gc.unfreeze()
@@ -329,15 +346,8 @@ class Engine:
                 if job.misfire is Misfire.SKIP:
                     self._misfired(job, [at])
                     continue
-            if job.overlap is not Overlap.ALLOW and self._running.get(job_id, 0) > 0:
-                if job.overlap is Overlap.SKIP:
-                    run = self._new_run(job_id, at, trigger, attempt)
-                    run.status = RunStatus.SKIPPED
-                    run.finished_at = now
-                    run.error = "skipped: the previous run was still going (overlap=skip)"
-                    self._record_final(run, job)
-                else:
-                    self._queued.setdefault(job_id, deque()).append(fire)
+            if self._running.get(job_id, 0) >= concurrency_cap(job):
+                self._hold(job, fire, now)
                 continue
             self._running[job_id] = self._running.get(job_id, 0) + 1
             to_claim.append((self._new_run(job_id, at, trigger, attempt), job))
@@ -354,6 +364,21 @@ class Engine:
                     stop_delays.append((job.job_id, run.scheduled_at, JobState.STOPPED))
         if stop_delays:
             await self.store.set_last_exec(stop_delays)
+
+    def _hold(self, job: Job, fire: Fire, now: int) -> None:
+        """A fire found the job at its concurrency cap: skip it or queue it, as the job says."""
+        queued = self._queued.setdefault(job.job_id, deque())
+        if job.overlap is Overlap.SKIP or len(queued) >= self.config.max_queued_per_job:
+            run = self._new_run(job.job_id, fire[1], fire[2], fire[3])
+            run.status = RunStatus.SKIPPED
+            run.finished_at = now
+            why = "overlap=skip" if job.overlap is Overlap.SKIP else f"{len(queued)} fires already queued"
+            run.error = f"skipped: {self._running.get(job.job_id, 0)} run(s) still going ({why})"
+            self._record_final(run, job)
+            if not queued:
+                del self._queued[job.job_id]
+        else:
+            queued.append(fire)
 
     def _new_run(self, job_id: str, at: int, trigger: Trigger, attempt: int) -> Run:
         return Run(new_id(), job_id, at, trigger=trigger, attempt=attempt, node=self.config.node_id)
@@ -538,7 +563,22 @@ class Engine:
 
     # ------------------------------------------------------------------ cluster
     async def _on_remote_change(self, job_id: str, version: int) -> None:
+        if job_id == SERVICE_KEY:
+            self.paused = await self.store.kv_get(SERVICE_KEY, "paused") == "1"
+            log.info("service %s by another node", "paused" if self.paused else "resumed")
+            return
         await self.refresh_job(job_id)
+
+    async def set_paused(self, paused: bool) -> None:
+        """Pause or resume firing on every node; the state survives restarts.
+
+        While paused, due fires are dropped (not queued): resuming does not
+        replay them. Manual triggers and debug runs still work.
+        """
+        await self.store.kv_set(SERVICE_KEY, "paused", "1" if paused else "0")
+        self.paused = paused
+        await self.coordinator.publish(SERVICE_KEY, int(paused))
+        log.info("service %s", "paused" if paused else "resumed")
 
     async def refresh_job(self, job_id: str) -> Job | None:
         """Re-read a job from the store and arm or disarm it to match."""

@@ -173,7 +173,8 @@ class JobService:
         changes = coerce_changes(item, self.limits)
         if existing is None:
             exec_type = infer_exec_type(item)
-            job = Job(job_id=job_id or new_id(), exec_type=exec_type).replace(**changes, exec_type=exec_type)
+            changes["exec_type"] = exec_type
+            job = Job(job_id=job_id or new_id(), exec_type=exec_type).replace(**changes)
             job.state = state
             validate_job(job, self.limits, check_exec_at=job.enabled and job.exec_type is ExecType.DELAY)
             if not dry_run:

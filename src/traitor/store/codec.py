@@ -37,6 +37,7 @@ JOB_COLUMNS: tuple[str, ...] = (
     "created_at",
     "updated_at",
     "version",
+    "max_concurrent",
 )
 
 #: Run columns in the order of the :class:`Run` dataclass fields.
@@ -152,6 +153,7 @@ def job_values(job: Job) -> tuple[Any, ...]:
         job.created_at,
         job.updated_at,
         int(job.version),
+        job.max_concurrent,
         name.casefold(),
     )
 
@@ -178,7 +180,8 @@ def job_from_row(row: Sequence[Any]) -> Job:
         created_at,
         updated_at,
         version,
-    ) = row[:19]
+        max_concurrent,
+    ) = row[:20]
     return Job(
         job_id,
         _member(_EXEC_TYPES, ExecType, exec_type),
@@ -199,6 +202,7 @@ def job_from_row(row: Sequence[Any]) -> Job:
         created_at,
         updated_at,
         version,
+        max_concurrent,
     )
 
 

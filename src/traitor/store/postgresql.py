@@ -91,6 +91,7 @@ MIGRATIONS: list[Migration] = [
             )""",
         ],
     ),
+    (2, ["ALTER TABLE {s}.jobs ADD COLUMN max_concurrent integer"]),
 ]
 
 _SCRIPT = codec.JOB_COLUMNS.index("script")

@@ -106,6 +106,7 @@ MIGRATIONS: list[Migration] = [
             ) WITHOUT ROWID""",
         ],
     ),
+    (2, ["ALTER TABLE jobs ADD COLUMN max_concurrent INTEGER"]),
 ]
 
 _SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL", "extra": "EXTRA"}
