@@ -6,10 +6,17 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test bench lock clean
 
+TEST_STAMP := $(VENV)/.installed-test
+
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+# The suite also exercises the example plugin as an installed package.
+$(TEST_STAMP): $(STAMP) examples/plugin-hello/pyproject.toml
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e examples/plugin-hello
 	@touch $@
 
 ## Start the service on the embedded store at 127.0.0.1:8080 (data in ~/.traitor).
@@ -17,7 +24,7 @@ run: $(STAMP)
 	$(VENV)/bin/traitor $(ARGS)
 
 ## Run the whole test suite.
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Run the benchmarks (full set); `$(PY) -m bench --quick --json` for the short one.

@@ -104,3 +104,20 @@ async def test_bad_query_values_on_v1(client: httpx.AsyncClient) -> None:
         response = await client.get(path)
         assert response.status_code == 400, (path, response.text)
         assert response.json()["error"]
+
+
+async def test_sort_by_next_fire_spans_pages(client: httpx.AsyncClient) -> None:
+    minutes = [37, 5, 52, 18, 44, 1, 29]
+    hour = (time.gmtime().tm_hour + 12) % 24  # every fire in the same hour, whatever the time now
+    for minute in minutes:
+        await client.post("/api/run?type=timing", json={"name": f"m{minute}", "cron": f"{minute} {hour} * * *",
+                                                        "script": "1"})
+    await client.post("/api/job?type=timing", json={"name": "stopped", "cron": "0 0 * * *", "script": "1"})
+    first = (await client.get("/api/v1/jobs?sort=next&limit=3")).json()
+    second = (await client.get("/api/v1/jobs?sort=next&limit=3&offset=3")).json()
+    last = (await client.get("/api/v1/jobs?sort=next&limit=3&offset=6")).json()
+    names = [j["name"] for page in (first, second, last) for j in page["data"]]
+    assert names == [f"m{m}" for m in sorted(minutes)] + ["stopped"]
+    assert first["total"] == 8
+    runnable = (await client.get("/api/v1/jobs?sort=next&state=runnable&search=M5")).json()
+    assert [j["name"] for j in runnable["data"]] == ["m5", "m52"]

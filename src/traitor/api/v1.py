@@ -28,7 +28,7 @@ from traitor.api.serialize import job_json, run_json
 from traitor.domain.errors import NotFoundError, ValidationError
 from traitor.domain.job import ExecType, JobState, RunStatus
 from traitor.domain.timeutil import now_ms, parse_rfc3339, to_rfc3339
-from traitor.store.abc import JobQuery, RunQuery
+from traitor.store.abc import JobQuery, RunQuery, get_jobs
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
 
@@ -85,12 +85,37 @@ async def list_jobs(
         offset=offset,
         limit=limit,
     )
-    jobs, total = await ctx.jobs.list(query)
-    data = [job_json(job, ctx.jobs.next_fire(job)) for job in jobs]
     if sort == "next":
-        far = "9999"
-        data.sort(key=lambda j: j["nextExecTime"] or far, reverse=order == "desc")
+        jobs, total = await _jobs_by_next_fire(ctx, query)
+    else:
+        jobs, total = await ctx.jobs.list(query)
+    data = [job_json(job, ctx.jobs.next_fire(job)) for job in jobs]
     return JSONResponse({"data": data, "total": total, "offset": offset, "limit": limit})
+
+
+async def _jobs_by_next_fire(ctx: Any, query: JobQuery) -> tuple[list[Any], int]:
+    """One page ordered by next fire (unarmed jobs last).
+
+    Next fires live in the timing wheel, not the store, so this scans the
+    matching jobs once per request: O(jobs), fine for tens of thousands.
+    """
+    needle = query.search.casefold() if query.search else None
+    keys: list[tuple[int, str]] = []
+    never = 2**63
+    async for batch in ctx.engine.store.iter_jobs(enabled_only=query.state is JobState.RUNNABLE):
+        for job in batch:
+            if query.exec_type is not None and job.exec_type is not query.exec_type:
+                continue
+            if query.state is not None and job.state is not query.state:
+                continue
+            if needle and needle not in job.name.casefold():
+                continue
+            when = ctx.jobs.next_fire(job)
+            keys.append((never if when is None else when, job.job_id))
+    keys.sort(reverse=query.descending)
+    page_ids = [job_id for _, job_id in keys[query.offset:query.offset + query.limit]]
+    found = await get_jobs(ctx.engine.store, page_ids)
+    return [found[job_id] for job_id in page_ids if job_id in found], len(keys)
 
 
 @router.post("/jobs", summary="Create a job", status_code=201, response_model=JobData,
@@ -148,10 +173,13 @@ async def trigger_job(request: Request, job_id: str = JOB_ID) -> JSONResponse:
     return JSONResponse({"data": run_json(run)}, status_code=202)
 
 
-async def _runs(request: Request, query: RunQuery) -> JSONResponse:
+async def _runs(request: Request, query: RunQuery, output: bool) -> JSONResponse:
     runs, total = await context(request).engine.store.list_runs(query)
-    return JSONResponse({"data": [run_json(r) for r in runs], "total": total, "offset": query.offset,
-                         "limit": query.limit})
+    return JSONResponse({"data": [run_json(r, output=output) for r in runs], "total": total,
+                         "offset": query.offset, "limit": query.limit})
+
+
+OUTPUT = Query(True, description="include each run's console output (false for lighter listings)")
 
 
 @router.get("/jobs/{job_id}/runs", summary="Runs of a job, newest first", response_model=RunPage,
@@ -164,10 +192,11 @@ async def job_runs(
     until: str | None = Query(None, description="RFC 3339 or Unix seconds"),
     offset: int = Query(0, ge=0, le=10**9),
     limit: int = Query(50, ge=1, le=1000),
+    output: bool = OUTPUT,
 ) -> JSONResponse:
     await context(request).jobs.get(job_id)
     return await _runs(request, RunQuery(job_id=job_id, status=_status(status), since=_instant(since, "since"),
-                                         until=_instant(until, "until"), offset=offset, limit=limit))
+                                         until=_instant(until, "until"), offset=offset, limit=limit), output)
 
 
 @router.get("/runs", summary="Runs of every job, newest first", response_model=RunPage,
@@ -180,10 +209,11 @@ async def all_runs(
     until: str | None = Query(None, description="RFC 3339 or Unix seconds"),
     offset: int = Query(0, ge=0, le=10**9),
     limit: int = Query(50, ge=1, le=1000),
+    output: bool = OUTPUT,
 ) -> JSONResponse:
     return await _runs(request, RunQuery(job_id=jobId or None, status=_status(status),
                                          since=_instant(since, "since"), until=_instant(until, "until"),
-                                         offset=offset, limit=limit))
+                                         offset=offset, limit=limit), output)
 
 
 @router.get("/runs/{run_id}", summary="One run with its output", response_model=RunData,
@@ -264,7 +294,7 @@ async def stats(request: Request) -> JSONResponse:
         "armed": engine.armed,
         "running": engine.running,
         "queued": engine.runner.queued,
-        "workers": getattr(engine.runner, "workers", 0),
+        "workers": getattr(engine.runner, "size", 0),
         "paused": engine.paused,
         "nodes": engine.coordinator.members(),
         "runsLastHour": by_status,

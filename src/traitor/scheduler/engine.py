@@ -484,13 +484,14 @@ class Engine:
             raise
         last: dict[str, tuple[str, int, JobState | None]] = {}
         for run, job in batch:
-            if job is None or run.trigger is Trigger.MANUAL or run.status is RunStatus.MISSED:
+            if job is None or run.status in (RunStatus.MISSED, RunStatus.SKIPPED):
                 continue
-            stop = JobState.STOPPED if job.exec_type is ExecType.DELAY else None
+            scheduled = run.trigger is not Trigger.MANUAL
+            stop = JobState.STOPPED if job.exec_type is ExecType.DELAY and scheduled else None
             when = run.started_at or run.scheduled_at
             previous = last.get(job.job_id)
             if previous is None or previous[1] < when:
-                last[job.job_id] = (job.job_id, when, stop)
+                last[job.job_id] = (job.job_id, when, stop or (previous[2] if previous else None))
         if last:
             await self.store.set_last_exec(list(last.values()))
             for job_id, _, state in last.values():
