@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import logging.handlers
@@ -149,6 +150,13 @@ async def serve(settings: Settings) -> int:
     config = uvicorn.Config(app, host=settings.ip, port=settings.port, log_config=None, lifespan="on",
                             timeout_graceful_shutdown=int(settings.grace) + 1, ws_ping_interval=20)
     server = uvicorn.Server(config)
+    # uvicorn re-raises the SIGTERM it caught once it has shut down, which would end the
+    # process before the engine below is closed (runs flushed, cluster left): handle the
+    # signals here instead, the way uvicorn does (a second Ctrl-C forces the exit).
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.handle_exit, sig, None)
     try:
         await server.serve()
     except (OSError, SystemExit) as exc:

@@ -32,6 +32,7 @@ from traitor.domain.job import ExecType, Job, JobState, Misfire, Overlap, Run, R
 from traitor.domain.limits import Limits
 from traitor.domain.timeutil import now_ms
 from traitor.runtime.abc import ConsoleLine, RunRequest, RunResult, ScriptRunner
+from traitor.scheduler.libraries import LIBRARY_KEY_PREFIX, LibraryResolver
 from traitor.scheduler.middleware import Middleware
 from traitor.scheduler.schedules import Schedule, schedule_for
 from traitor.scheduler.wheel import TimingWheel, WheelDriver
@@ -42,6 +43,9 @@ log = logging.getLogger("traitor.engine")
 #: A fire waiting for dispatch: (job_id, scheduled_at, trigger, attempt).
 Fire = tuple[str, int, Trigger, int]
 LineListener = Callable[[ConsoleLine], None]
+
+#: Fires read, claimed and submitted together (larger batches are split).
+DISPATCH_CHUNK = 1000
 
 #: Pseudo job id under which the service-wide pause is stored (kv) and announced (changes).
 SERVICE_KEY = "::service"
@@ -93,6 +97,8 @@ class Engine:
         self.wheel = TimingWheel(now_ms())
         self.driver = WheelDriver(self.wheel, self._on_due)
         self.paused = False
+        #: Script libraries: found, fetched and attached to each run's request.
+        self.libraries = LibraryResolver(store)
         self._due: list[Fire] = []
         self._due_event = asyncio.Event()
         self._finished: list[tuple[Run, Job | None]] = []
@@ -266,19 +272,45 @@ class Engine:
     # ------------------------------------------------------------------ firing
     def _on_due(self, batch: list[tuple[int, str, object]]) -> None:
         """Called by the wheel driver with every entry due now (on the loop)."""
+        # A burst allocates two tuples per fire: keep the cyclic GC (a dozen young
+        # collections per 5,000 fires) out of the burst; it runs right after.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            self._fire_batch(batch)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _fire_batch(self, batch: list[tuple[int, str, object]]) -> None:
         now = now_ms()
         owns, healthy = self.coordinator.owns, self.coordinator.healthy
         due = self._due
+        # Hot loops (a burst is thousands of fires). First re-arm every cron job of the
+        # batch in one wheel call (one next-fire look-up per run of fires sharing a
+        # schedule and an instant), so hooks see each job already re-armed, as before.
+        rearm: list[tuple[str, int, object]] = []
+        add = rearm.append
+        last_schedule: object = None
+        last_at = nxt = None
         for at, job_id, schedule in batch:
             if schedule is not None:
-                nxt = schedule.next_after(at)  # type: ignore[attr-defined]
+                if schedule is not last_schedule or at != last_at:
+                    last_schedule, last_at = schedule, at
+                    nxt = schedule.next_after(at)  # type: ignore[attr-defined]
                 if nxt is not None:
-                    self.driver.arm(job_id, nxt, schedule)
-            for mw in self.middleware:
-                mw.on_fire(job_id, at, now - at)
-            fire = (job_id, at, Trigger.SCHEDULE, 0)
+                    add((job_id, nxt, schedule))
+        if rearm:
+            self.driver.arm_many(rearm)
+        append_due = due.append
+        hooks = [mw.on_fire for mw in self.middleware]
+        scheduled = Trigger.SCHEDULE
+        for at, job_id, schedule in batch:
+            for hook in hooks:
+                hook(job_id, at, now - at)
+            fire = (job_id, at, scheduled, 0)
             if healthy and owns(job_id) and not self.paused:
-                due.append(fire)
+                append_due(fire)
             else:
                 self._unowned.append((now, fire))
         self._forget_old_unowned(now)
@@ -320,18 +352,24 @@ class Engine:
         while True:
             await self._due_event.wait()
             self._due_event.clear()
-            fires, self._due = self._due, []
-            if not fires:
-                continue
-            try:
-                await self._dispatch(fires)
-            except Exception:
-                log.exception("dispatch of %d fires failed; they are retried once", len(fires))
-                await asyncio.sleep(0.5)
+            batch, self._due = self._due, []
+            # A burst goes in chunks, so that the first runs reach the workers while
+            # the next ones are still being read and claimed.
+            for start in range(0, len(batch), DISPATCH_CHUNK):
+                fires = batch[start : start + DISPATCH_CHUNK]
                 try:
                     await self._dispatch(fires)
                 except Exception:
-                    log.exception("dispatch of %d fires failed again; dropped", len(fires))
+                    log.exception("dispatch of %d fires failed; they are retried once", len(fires))
+                    await asyncio.sleep(0.5)
+                    try:
+                        await self._dispatch(fires)
+                    except Exception:
+                        # Kept like unowned fires: a cluster node queues them again when it
+                        # is healthy again (take_over; the claim still decides).
+                        log.exception("dispatch of %d fires failed again; kept for take-over", len(fires))
+                        seen = now_ms()
+                        self._unowned.extend((seen, fire) for fire in fires)
 
     async def _dispatch(self, fires: list[Fire]) -> None:
         jobs = await get_jobs(self.store, list({fire[0] for fire in fires}))
@@ -353,7 +391,12 @@ class Engine:
             to_claim.append((self._new_run(job_id, at, trigger, attempt), job))
         if not to_claim:
             return
-        claimed = {run.run_id for run in await self.store.claim_runs([run for run, _ in to_claim])}
+        try:
+            claimed = {run.run_id for run in await self.store.claim_runs([run for run, _ in to_claim])}
+        except BaseException:
+            for run, _ in to_claim:  # nothing started: the jobs are not busy
+                self._release(run.job_id)
+            raise
         stop_delays: list[tuple[str, int, JobState | None]] = []
         for run, job in to_claim:
             if run.run_id in claimed:
@@ -399,7 +442,7 @@ class Engine:
 
     def _start(self, run: Run, job: Job) -> None:
         run.started_at = now_ms()
-        future = self.runner.submit(self._request(run.run_id, job), partial(self._emit_line, run.run_id))
+        future = self.libraries.submit(self.runner, self._request(run.run_id, job), partial(self._emit_line, run.run_id))
         future.add_done_callback(partial(self._run_done, run, job))
         for callback in self._job_followers.pop(job.job_id, ()):
             callback(run)
@@ -484,14 +527,20 @@ class Engine:
             raise
         last: dict[str, tuple[str, int, JobState | None]] = {}
         for run, job in batch:
-            if job is None or run.status in (RunStatus.MISSED, RunStatus.SKIPPED):
+            if job is None or run.status is RunStatus.SKIPPED:
+                continue
+            if run.status is RunStatus.MISSED:
+                if job.exec_type is ExecType.DELAY:  # its one moment is gone: the job stops
+                    last.setdefault(job.job_id, (job.job_id, job.last_exec_time, JobState.STOPPED))  # type: ignore[arg-type]
                 continue
             scheduled = run.trigger is not Trigger.MANUAL
             stop = JobState.STOPPED if job.exec_type is ExecType.DELAY and scheduled else None
             when = run.started_at or run.scheduled_at
             previous = last.get(job.job_id)
-            if previous is None or previous[1] < when:
-                last[job.job_id] = (job.job_id, when, stop or (previous[2] if previous else None))
+            if previous is None or (previous[1] or 0) < when:
+                if stop is None and previous is not None:
+                    stop = previous[2]  # JobState.STOPPED is 0: no `or` here
+                last[job.job_id] = (job.job_id, when, stop)
         if last:
             await self.store.set_last_exec(list(last.values()))
             for job_id, _, state in last.values():
@@ -557,16 +606,19 @@ class Engine:
         request = self._request(f"debug-{new_id()}", job)
         if script is not None:
             request.script = script
-        return request.run_id, self.runner.submit(request, listener)
+        return request.run_id, self.libraries.submit(self.runner, request, listener)
 
     def cancel_debug(self, run_id: str) -> None:
-        self.runner.cancel(run_id)
+        self.libraries.cancel(self.runner, run_id)
 
     # ------------------------------------------------------------------ cluster
     async def _on_remote_change(self, job_id: str, version: int) -> None:
         if job_id == SERVICE_KEY:
             self.paused = await self.store.kv_get(SERVICE_KEY, "paused") == "1"
             log.info("service %s by another node", "paused" if self.paused else "resumed")
+            return
+        if job_id.startswith(LIBRARY_KEY_PREFIX):
+            await self.libraries.invalidate(job_id[len(LIBRARY_KEY_PREFIX) :])
             return
         await self.refresh_job(job_id)
 
