@@ -63,3 +63,23 @@ def test_bad_flags_exit_non_zero_with_one_clear_line(args, env, fragment) -> Non
 def test_public_bind_is_allowed_with_a_token_or_insecure() -> None:
     assert parse_settings(["-ip", "0.0.0.0", "--token", "s3cret"], environ={}).ip == "0.0.0.0"
     assert parse_settings(["-ip", "0.0.0.0", "--insecure"], environ={}).insecure is True
+
+
+def test_json_logs_go_to_stderr_and_the_rotating_file(tmp_path) -> None:
+    import json
+    import signal
+    import time
+
+    import httpx
+
+    from servers import ServerProcess
+
+    server = ServerProcess(tmp_path / "data", "--log-format", "json").start()
+    httpx.post(f"{server.url}/api/job?type=timing", json={"cron": "0 0 1 1 *", "script": "1"})
+    assert server.stop(signal.SIGTERM) == 0
+    time.sleep(0.1)
+    logged = (tmp_path / "data" / "log" / "traitor.log").read_text().splitlines()
+    records = [json.loads(line) for line in logged if line.startswith("{")]
+    assert records and {"ts", "level", "logger", "message"} <= set(records[0])
+    assert any("engine started" in r["message"] for r in records)
+    assert any(line.startswith("{") for line in server.output().splitlines())
