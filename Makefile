@@ -10,13 +10,14 @@ TEST_STAMP := $(VENV)/.installed-test
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 # The suite also exercises the example plugin as an installed package.
 $(TEST_STAMP): $(STAMP) examples/plugin-hello/pyproject.toml
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e examples/plugin-hello
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e examples/plugin-hello
 	@touch $@
 
 ## Start the service on the embedded store at 127.0.0.1:8080 (data in ~/.traitor).
