@@ -92,8 +92,11 @@ ops = st.lists(
         st.tuples(st.just("advance"), deltas),
         st.tuples(st.just("chase")),
         st.tuples(st.just("flush")),
+        st.tuples(st.just("prepare"), st.sampled_from([1, 2, 3, 5, 100])),
+        st.tuples(st.just("prepare"), st.sampled_from([1, 2, 3, 5, 100])),
         st.tuples(st.just("iter")),
     ),
+    min_size=10,
     max_size=60,
 )
 bases = st.one_of(st.just(NOW), st.integers(-(2**50), 2**50))
@@ -103,6 +106,7 @@ CONFIGS = {
     "tiny": dict(tick_ms=1, wheel_size=4, levels=3),  # heavy cascading + far level
     "coarse": dict(tick_ms=7, wheel_size=8, levels=2),  # ticks of several ms
     "seconds": dict(tick_ms=1000, wheel_size=2, levels=1),
+    "binary": dict(tick_ms=1, wheel_size=2, levels=10),  # many levels to stage
 }
 
 
@@ -150,6 +154,8 @@ def _run(config: dict, base: int, operations: list) -> None:
             assert deadline is None or deadline > now
         elif kind == "flush":
             wheel.flush()  # unobservable
+        elif kind == "prepare":
+            wheel.prepare(budget=op[1], min_slot=1)  # unobservable
         elif kind == "iter":
             assert set(wheel) == set(ref.entries)
         else:  # chase: follow next_deadline like the driver until something fires
@@ -293,13 +299,16 @@ def test_burst_on_one_instant_is_fast_and_in_arm_order() -> None:
 
 
 def test_ticks_of_several_ms_keep_exact_instants() -> None:
-    wheel = TimingWheel(NOW, tick_ms=10)
+    wheel = TimingWheel(NOW, tick_ms=10)  # NOW is a multiple of 10
     wheel.arm("b", NOW + 27)
     wheel.arm("a", NOW + 23)
+    wheel.arm("d", NOW + 21)
     wheel.arm("c", NOW + 29)
-    assert wheel.advance(NOW + 26) == [(NOW + 23, "a", None)]
-    assert wheel.next_deadline() == NOW + 27
-    assert wheel.advance(NOW + 40) == [(NOW + 27, "b", None), (NOW + 29, "c", None)]
+    assert wheel.advance(NOW + 22) == [(NOW + 21, "d", None)]  # part of a tick
+    assert wheel.advance(NOW + 28) == [(NOW + 23, "a", None), (NOW + 27, "b", None)]
+    assert wheel.next_deadline() == NOW + 29
+    wheel.arm("e", NOW + 25)  # behind the cursor: due at once
+    assert wheel.advance(NOW + 40) == [(NOW + 25, "e", None), (NOW + 29, "c", None)]
 
 
 def test_negative_and_huge_instants() -> None:
@@ -368,3 +377,93 @@ def test_handed_out_entries_leave_no_residue() -> None:
     assert wheel.advance(NOW + 20) == [(NOW + 20, "k1", None)]
     wheel.flush()
     assert wheel._index == {} and wheel._fired == {}
+
+
+# Staging (prepare) only matters when several entries share an upcoming slot:
+# crowd a few keys into a small wheel, near its level boundaries.
+crowded_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("arm"), keys, st.integers(-3, 300), payloads),
+        st.tuples(st.just("arm"), keys, st.integers(0, 80), payloads),
+        st.tuples(st.just("disarm"), keys),
+        st.tuples(st.just("advance"), st.integers(0, 40)),
+        st.tuples(st.just("prepare"), st.integers(1, 4)),
+        st.tuples(st.just("prepare"), st.integers(1, 4)),
+        st.tuples(st.just("flush")),
+        st.tuples(st.just("chase")),
+    ),
+    min_size=30,
+    max_size=120,
+)
+
+
+@pytest.mark.parametrize("wheel_size", [2, 4])
+def test_staging_matches_reference(wheel_size: int) -> None:
+    @settings(
+        max_examples=150,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(base=st.integers(NOW, NOW + 4096), operations=crowded_ops)
+    def check(base: int, operations: list) -> None:
+        _run(dict(wheel_size=wheel_size, levels=6), base, operations)
+
+    check()
+
+
+def test_prepare_stages_a_big_slot_ahead_of_its_cascade() -> None:
+    block = 1 << 16  # a level-2 slot of the default wheel spans 65,536 ms
+    base = (NOW // block) * block
+    wheel = TimingWheel(base)
+    n = 5000
+    start = base + block  # the next level-2 slot
+    wheel.arm_many((f"k{i}", start + (i * 7919) % block, i) for i in range(n))
+    wheel.arm("other", base + 10)
+    budget_steps = 0
+    while wheel.prepare(budget=512, min_slot=100):
+        budget_steps += 1
+        if budget_steps == 3:
+            wheel.disarm("k0")  # still undrained
+            wheel.disarm("k1")  # drained already (in a part)
+            wheel.arm("k2", start + 5)  # re-armed into the slot being staged
+            wheel.arm("new", start + 5)
+    assert budget_steps >= n // 512
+    assert wheel.advance(base + 10) == [(base + 10, "other", None)]
+    fired = wheel.advance(start + block - 1)
+    expected = sorted(
+        [(start + (i * 7919) % block, f"k{i}", i) for i in range(3, n)]
+        + [(start + 5, "k2", None), (start + 5, "new", None)],
+        key=lambda e: e[0],
+    )
+    assert fired == expected
+    assert len(wheel) == 0
+
+
+# A slot staged a little at a time while its entries are disarmed and re-armed.
+_stage_arms = st.lists(st.tuples(st.just("arm"), keys, st.integers(64, 127), payloads),
+                       min_size=4, max_size=12)
+_stage_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("prepare"), st.just(1)),
+        st.tuples(st.just("prepare"), st.integers(1, 3)),
+        st.tuples(st.just("disarm"), keys),
+        st.tuples(st.just("arm"), keys, st.integers(60, 130), payloads),
+        st.tuples(st.just("advance"), st.integers(0, 20)),
+        st.tuples(st.just("flush")),
+    ),
+    min_size=5,
+    max_size=40,
+)
+
+
+def test_partly_staged_slot_matches_reference() -> None:
+    @settings(max_examples=200, derandomize=True, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(shift=st.integers(0, 3), arms=_stage_arms, operations=_stage_ops)
+    def check(shift: int, arms: list, operations: list) -> None:
+        base = (NOW // 256) * 256 + shift  # the next level-3 slot starts at +64
+        _run(dict(wheel_size=4, levels=6), base, arms + operations + [("advance", 200)])
+
+    check()

@@ -160,13 +160,25 @@ async def test_rearm_from_on_due_for_later_instants_never_fires_twice(lag: LoopL
     driver = WheelDriver(TimingWheel(now_ms()), rec)
     count = Counter[str]()
 
+    reschedules_in_dispatch = []
+
     def hook(batch: list) -> None:
+        before = len(reschedules)
         for when, key, _ in batch:
             count[key] += 1
             if count[key] < 5:
                 driver.arm(key, when + 20)
+        reschedules_in_dispatch.append(len(reschedules) - before)
 
     rec.hook = hook
+    reschedules: list[int] = []
+    original = driver._reschedule
+
+    def counting_reschedule() -> None:
+        reschedules.append(1)
+        original()
+
+    driver._reschedule = counting_reschedule  # type: ignore[method-assign]
     driver.start()
     base = now_ms() + 30
     driver.arm("a", base)
@@ -175,6 +187,7 @@ async def test_rearm_from_on_due_for_later_instants_never_fires_twice(lag: LoopL
     await asyncio.sleep(0.1)
     driver.stop()
     assert count == {"a": 5, "b": 5}
+    assert set(reschedules_in_dispatch) == {0}  # one wake-up computed after on_due
     for key, start in (("a", base), ("b", base + 3)):
         whens = [w for _, w, k, _ in rec.fires if k == key]
         assert whens == [start + 20 * i for i in range(5)]
@@ -343,3 +356,37 @@ def test_lateness_stats() -> None:
     assert stats.as_dict()["fires"] == 100
     stats.reset()
     assert stats.fires == 0
+
+
+async def test_upcoming_cascades_are_staged_in_idle_time(lag: LoopLag) -> None:
+    wheel = TimingWheel(now_ms())
+    block = 256  # a level-1 slot of the default wheel
+    start = (now_ms() // block + 2) * block  # a level-1 slot 256..511 ms ahead
+    n = 3000
+    wheel.arm_many((f"k{i}", start + i % block, i) for i in range(n))
+    rec = Recorder()
+    driver = WheelDriver(wheel, rec, prepare_budget=500)
+    driver.start()
+    await asyncio.sleep(0.05)
+    slot = wheel._stg_slot[1]
+    assert slot >= 0 and wheel._stg_iter[1] is None  # staged completely, ahead of time
+    driver.arm("late-comer", start + 3)  # goes to the staged slot's tail
+    await wait_until(lambda: len(wheel) == 0)
+    driver.stop()
+    assert sorted(rec.keys) == sorted([f"k{i}" for i in range(n)] + ["late-comer"])
+    for at, when, key, _ in rec.fires:
+        assert when <= at <= when + lag.bound, (key, at - when)
+
+
+async def test_prepare_can_be_turned_off() -> None:
+    wheel = TimingWheel(now_ms())
+    start = (now_ms() // 256 + 2) * 256
+    wheel.arm_many((f"k{i}", start + i % 256, None) for i in range(3000))
+    rec = Recorder()
+    driver = WheelDriver(wheel, rec, prepare_budget=0)
+    driver.start()
+    await asyncio.sleep(0.05)
+    assert wheel._stg_slot[1] == -1
+    await wait_until(lambda: len(wheel) == 0)
+    driver.stop()
+    assert len(rec.fires) == 3000

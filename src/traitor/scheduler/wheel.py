@@ -39,13 +39,19 @@ Layout
   ``levels`` times in its life.
 * A slot is a plain ``dict`` ``key -> when_ms``; a key index ``key -> when_ms``
   (sharing the same int object) gives ``when()``, ``len()`` and ``in``; payloads
-  live in a third dict only for entries whose payload is not ``None``. ``advance``
-  hands a whole slot out and keeps that dict as the set of keys whose index items
-  are still to be deleted (:meth:`flush`), so a burst costs no write into the big
-  index, and a key re-armed from ``on_due`` just overwrites its index item. So an entry
-  costs two dict items and one int, about 100 B (+ about 40 B with a payload) at a
+  live in a third dict only for entries whose payload is not ``None``. So an entry
+  costs two dict items and one int, about 105 B (+ about 30 B with a payload) at a
   million entries, and no entry is a GC-tracked container: the wheel adds nothing to
   the cyclic collector's work (payload objects themselves are the caller's).
+* ``advance`` hands a whole slot out and keeps that dict as the set of keys whose
+  index items are still to be deleted (:meth:`flush`): deleting from a
+  million-entry dict costs a cache miss per key, so a burst is handed out first and
+  cleaned up after ``on_due``, and a key re-armed from ``on_due`` (a cron job) just
+  overwrites its index item.
+* Cascading is bursty: entering a level-2 slot (65 s) re-places every entry in it,
+  e.g. 0.7 s of CPU for a million every-minute jobs. :meth:`prepare` does that work
+  ahead of time in small steps (the driver runs it between wake-ups), so that
+  entering the slot only installs pre-split dicts one level lower.
 * Each array level keeps an occupancy bitmap (one Python int), so finding the next
   event (an emission at level 0 or a cascade point above) costs a few integer
   operations per level: ``next_deadline()`` and ``advance()`` skip empty time of any
@@ -60,6 +66,7 @@ import asyncio
 import math
 from bisect import bisect_left
 from heapq import heapify, heappop, heappush
+from itertools import islice
 from operator import index as _as_int
 from operator import itemgetter
 from typing import Callable, Iterable, Iterator
@@ -101,6 +108,11 @@ class TimingWheel:
         "_index",
         "_payloads",
         "_fired",
+        "_stg_slot",
+        "_stg_src",
+        "_stg_iter",
+        "_stg_parts",
+        "_stg_dead",
         "_now",
         "_bound",
         "_cur",
@@ -150,6 +162,14 @@ class TimingWheel:
         # keys handed out by advance() whose _index/_payloads items are not removed
         # yet (see flush()); such a key is not armed
         self._fired: dict[str, int] = {}
+        # staging (see prepare()): per array level, the slot being cascaded ahead of
+        # time (-1: none), the dict being drained, its iterator, the entries drained
+        # so far split by their next-lower digit, keys disarmed while still undrained
+        self._stg_slot = [-1] * levels
+        self._stg_src: list[dict[str, int] | None] = [None] * levels
+        self._stg_iter: list[Iterator[tuple[str, int]] | None] = [None] * levels
+        self._stg_parts: list[list[dict[str, int] | None] | None] = [None] * levels
+        self._stg_dead: list[set[str] | None] = [None] * levels
         self._now = now_ms
         self._bound = now_ms + 1  # every entry with when < bound is "late"
         self._cur = self._bound // tick_ms  # tick of bound; wheel entries have tick >= cur
@@ -315,6 +335,12 @@ class TimingWheel:
                 if level_slots[i]:
                     level_slots[i] = {}
         self._bm = [0] * self._levels
+        levels = self._levels
+        self._stg_slot = [-1] * levels
+        self._stg_src = [None] * levels
+        self._stg_iter = [None] * levels
+        self._stg_parts = [None] * levels
+        self._stg_dead = [None] * levels
         self._far.clear()
         self._far_heap.clear()
         self._late.clear()
@@ -393,8 +419,12 @@ class TimingWheel:
             level = self._lvl[x.bit_length()]
             s = (t >> self._shifts[level]) & self._mask
             slot = self._slots[level][s]
-            del slot[key]
-            if not slot:
+            try:
+                del slot[key]
+            except KeyError:  # not in the slot's dict: the slot is being staged
+                self._unplace_staged(key, t, level, s)
+                return
+            if not slot and self._stg_slot[level] != s:  # a staged slot keeps its bit
                 self._bm[level] &= ~(1 << s)
                 slot.clear()  # release a table that grew large
         else:
@@ -414,9 +444,11 @@ class TimingWheel:
 
         Exact for late entries and (with ``tick_ms == 1``) for entries at the lowest
         level; otherwise a lower bound (the start of the next slot to cascade), never
-        later than the earliest armed instant. After ``advance(n)`` it is always
-        ``> n`` (or ``None`` when the wheel is empty), so a driver that sleeps until it
+        later than the earliest armed instant; ``None`` when nothing is armed. After
+        ``advance(n)`` it is always ``> n``, so a driver that sleeps until then always
         makes progress. O(levels)."""
+        if len(self._index) == len(self._fired):
+            return None  # (a staged slot keeps its bit even when emptied)
         late_heap = self._late_heap
         if late_heap:
             late = self._late
@@ -495,6 +527,9 @@ class TimingWheel:
         for level in range(top, 0, -1):
             s = (x >> shifts[level]) & mask
             if (bm[level] >> s) & 1:
+                if self._stg_slot[level] == s:
+                    self._finish_stage(level)
+                    continue
                 level_slots = self._slots[level]
                 src = level_slots[s]
                 level_slots[s] = {}
@@ -530,6 +565,145 @@ class TimingWheel:
             else:  # cannot happen for a cascade, but stay correct
                 self._place_far(key, when, t)
                 last_when = None
+
+    # ------------------------------------------------------------------ staging
+    def prepare(self, budget: int = 4096, min_slot: int = 1024) -> bool:
+        """Do up to ``budget`` entries' worth of upcoming cascades ahead of time.
+
+        Entering a slot of level ``l >= 1`` re-places every entry it holds; with
+        every-minute cron jobs a level-2 slot (65 s at 256 x 1 ms) can hold all of
+        them (~0.7 s for 1,000,000 entries in one go). ``prepare`` splits the next
+        slot of each level (if it holds at least ``min_slot`` entries) by the next
+        lower digit, a chunk at a time, while the cursor is still before it; when the
+        cursor enters it, those parts become lower-level slots by reference. Entries
+        armed into a slot being staged meanwhile are staged after the others, so arm
+        order is kept. Returns ``True`` while work remains. A staged slot holds its
+        entries twice (~40 B each) until its source dict is drained.
+
+        :class:`WheelDriver` calls it in small steps when it has nothing else to do;
+        results never depend on whether, when or how much it is called."""
+        more = False
+        cur = self._cur
+        mask = self._mask
+        shifts = self._shifts
+        for level in range(1, self._levels):
+            if budget <= 0:
+                return True
+            s = self._stg_slot[level]
+            if s < 0:
+                m = self._bm[level]
+                if not m:
+                    continue
+                d = (cur >> shifts[level]) & mask
+                m >>= d + 1
+                if not m:
+                    continue
+                s = d + (m & -m).bit_length()
+                level_slots = self._slots[level]
+                src = level_slots[s]
+                if len(src) < min_slot:
+                    continue
+                level_slots[s] = {}  # the tail: entries armed into the slot from now on
+                self._stg_slot[level] = s
+                self._stg_src[level] = src
+                self._stg_iter[level] = iter(src.items())
+                self._stg_parts[level] = [None] * (mask + 1)
+                self._stg_dead[level] = set()
+            budget = self._stage_some(level, s, budget)
+            if self._stg_iter[level] is not None or self._slots[level][s]:
+                more = True
+        return more
+
+    def _stage_some(self, level: int, s: int, budget: int) -> int:
+        """Drain up to ``budget`` entries of the staged slot into its parts."""
+        parts = self._stg_parts[level]
+        dead = self._stg_dead[level]
+        assert parts is not None and dead is not None
+        tick = self._tick
+        shift = self._shifts[level - 1]
+        mask = self._mask
+        level_slots = self._slots[level]
+        while budget > 0:
+            it = self._stg_iter[level]
+            if it is None:
+                tail = level_slots[s]
+                if not tail:
+                    break
+                # drain the tail next; later arms go to a new tail
+                level_slots[s] = {}
+                self._stg_src[level] = tail
+                self._stg_iter[level] = it = iter(tail.items())
+            n = 0
+            for key, when in islice(it, budget):
+                n += 1
+                if dead and key in dead:
+                    dead.discard(key)  # disarmed before it was drained
+                    continue
+                t = when if tick == 1 else when // tick
+                d = (t >> shift) & mask
+                part = parts[d]
+                if part is None:
+                    parts[d] = part = {}
+                part[key] = when
+            if n < budget:  # source exhausted
+                self._stg_iter[level] = None
+                self._stg_src[level] = None
+                dead.clear()
+            budget -= n
+        return budget
+
+    def _unplace_staged(self, key: str, t: int, level: int, s: int) -> None:
+        if self._stg_slot[level] != s:
+            raise KeyError(key)  # a broken invariant, not a staged entry
+        d = (t >> self._shifts[level - 1]) & self._mask
+        parts = self._stg_parts[level]
+        assert parts is not None
+        part = parts[d]
+        if part is not None and key in part:
+            del part[key]
+        else:  # still in the source dict, which must not change while iterated
+            dead = self._stg_dead[level]
+            assert dead is not None
+            dead.add(key)
+
+    def _finish_stage(self, level: int) -> None:
+        """The cursor entered the staged slot of ``level``: install its parts one
+        level lower, then re-place what was not drained yet, then the tail."""
+        s = self._stg_slot[level]
+        parts = self._stg_parts[level]
+        it = self._stg_iter[level]
+        dead = self._stg_dead[level]
+        self._stg_slot[level] = -1
+        self._stg_src[level] = None
+        self._stg_iter[level] = None
+        self._stg_parts[level] = None
+        self._stg_dead[level] = None
+        assert parts is not None
+        bm = self._bm
+        level_slots = self._slots[level]
+        tail = level_slots[s]
+        level_slots[s] = {}
+        bm[level] &= ~(1 << s)
+        lower = level - 1
+        lower_slots = self._slots[lower]
+        for d, part in enumerate(parts):
+            if part:
+                if d == 0 and lower > 0:
+                    # the cursor's own digit: must go further down at once
+                    self._cascade(part)
+                elif lower_slots[d]:  # cannot happen: a new block starts empty
+                    lower_slots[d].update(part)
+                else:
+                    lower_slots[d] = part
+                    bm[lower] |= 1 << d
+        if it is not None:
+            place = self._place_wheel
+            for key, when in it:
+                if dead and key in dead:
+                    continue
+                place(key, when)
+        if tail:
+            self._cascade(tail)
 
     def advance(self, now_ms: int) -> Due:
         """Move time to ``now_ms``; remove and return every entry with ``when <= now_ms``
@@ -713,6 +887,13 @@ class WheelDriver:
     Outside ``on_due``, arm through the driver (not the wheel) so that an entry
     earlier than the current wake-up moves the wake-up; arming directly on the wheel
     is fine before :meth:`start` (cold start with ``arm_many``).
+
+    Between wake-ups the driver does the wheel's upcoming cascades ahead of time
+    (:meth:`TimingWheel.prepare`) in steps of ``prepare_budget`` entries (about a
+    millisecond each), one ``call_soon`` step at a time so that other callbacks run in
+    between, and only while the next wake-up is more than ``prepare_margin_ms`` away;
+    ``prepare_budget=0`` turns this off. After each batch it also schedules the
+    wheel's deferred index clean-up (:meth:`TimingWheel.flush`).
     """
 
     def __init__(
@@ -721,9 +902,14 @@ class WheelDriver:
         on_due: Callable[[Due], None],
         clock: Callable[[], int] = _wall_now_ms,
         max_sleep_ms: int = 1000,
+        prepare_budget: int = 2048,
+        prepare_margin_ms: int = 3,
     ) -> None:
         if max_sleep_ms < 1:
             raise ValueError("max_sleep_ms must be >= 1")
+        self.prepare_budget = prepare_budget
+        self.prepare_margin_ms = prepare_margin_ms
+        self._preparing = False
         self.wheel = wheel
         self.stats = LatenessStats()
         self._on_due = on_due
@@ -747,6 +933,7 @@ class WheelDriver:
         self._loop = asyncio.get_running_loop()
         self._running = True
         self._reschedule()
+        self._kick_prepare()
 
     def stop(self) -> None:
         """Stop firing; entries stay armed in the wheel."""
@@ -806,7 +993,7 @@ class WheelDriver:
         now = self._clock()
         due = self.wheel.advance(now)
         if due:
-            self.stats.record(now, due)
+            self.stats.record(self._clock(), due)  # the clock as on_due is called
             self._dispatching = True
             try:
                 self._on_due(due)
@@ -823,3 +1010,19 @@ class WheelDriver:
             # index clean-up after whatever on_due scheduled to run next
             assert self._loop is not None
             self._loop.call_soon(self.wheel.flush)
+        self._kick_prepare()
+
+    def _kick_prepare(self) -> None:
+        if self.prepare_budget > 0 and not self._preparing and self._running:
+            self._preparing = True
+            assert self._loop is not None
+            self._loop.call_soon(self._prepare_step)
+
+    def _prepare_step(self) -> None:
+        self._preparing = False
+        if not self._running:
+            return
+        if self._wake_ms - self._clock() <= self.prepare_margin_ms:
+            return  # the next wake-up is near; it starts the next round
+        if self.wheel.prepare(self.prepare_budget):
+            self._kick_prepare()
