@@ -141,7 +141,8 @@ def test_keyboard_shortcuts_navigate(page: Any) -> None:
     page.keyboard.press("/")
     expect(page.locator("#job-search")).to_be_focused()
     page.keyboard.press("Escape")
-    page.locator("body").click()
+    # Leave the search field (the body's centre may be the field itself when the list is short).
+    page.locator("h1").click()
     page.keyboard.press("n")
     expect(page.locator("#editor-title")).to_have_text("New timing job")
     expect(page.locator("#job-name")).to_be_focused()

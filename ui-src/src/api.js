@@ -16,9 +16,11 @@ export const token = {
 };
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, body = null) {
     super(message);
     this.status = status;
+    /** The whole JSON answer (a 409 may say more than its message). */
+    this.body = body;
   }
 
   /** The JSON field an error names ("cron: minute field ..." → "cron"), if any. */
@@ -92,7 +94,7 @@ export async function api(path, { method = 'GET', body, query, signal } = {}) {
     }
     if (!response.ok) {
       const message = data && typeof data.error === 'string' ? data.error : `${response.status} ${response.statusText}`;
-      throw new ApiError(response.status, message);
+      throw new ApiError(response.status, message, data);
     }
     return data;
   }

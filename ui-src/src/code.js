@@ -15,12 +15,11 @@ import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap } 
 import { highlightSelectionMatches, searchKeymap } from '@codemirror/search';
 import { parse } from 'acorn';
 
-/** Parse a job's script; null when it is valid, else {pos, line, column, message}. */
-export function syntaxError(source) {
+function parseError(source, sourceType) {
   try {
     parse(source, {
       ecmaVersion: 'latest',
-      sourceType: 'script',
+      sourceType,
       allowAwaitOutsideFunction: true,
       allowReturnOutsideFunction: true,
       allowHashBang: true,
@@ -31,6 +30,17 @@ export function syntaxError(source) {
     const message = String(err.message).replace(/\s*\(\d+:\d+\)$/, '');
     return { pos: err.pos, line: err.loc ? err.loc.line : 0, column: err.loc ? err.loc.column + 1 : 0, message };
   }
+}
+
+/**
+ * Parse a job's script or a library; null when it is valid, else {pos, line, column, message}.
+ * Scripts and libraries may use ES module `import` (libraries also `export`): the server
+ * rewrites those, so a script that parses only as a module is valid too.
+ */
+export function syntaxError(source) {
+  const error = parseError(source, 'script');
+  if (!error || !/'import' and 'export' may appear only/.test(error.message)) return error;
+  return parseError(source, 'module');
 }
 
 function jsLinter(onResult) {

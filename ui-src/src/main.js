@@ -8,6 +8,7 @@ import { dashboardPage } from './pages/dashboard.js';
 import { jobsPage } from './pages/jobs.js';
 import { editorPage } from './pages/editor.js';
 import { runsPage, runPage } from './pages/runs.js';
+import { librariesPage, libraryPage } from './pages/libraries.js';
 
 const routes = [
   { re: /^\/(dashboard)?$/, nav: 'dashboard', title: 'Dashboard', mount: dashboardPage },
@@ -16,6 +17,9 @@ const routes = [
   { re: /^\/jobs\/([^/?]+)$/, nav: 'jobs', title: 'Job', mount: (root, ctx) => editorPage(root, { ...ctx, jobId: decodeURIComponent(ctx.match[1]) }) },
   { re: /^\/runs$/, nav: 'runs', title: 'Runs', mount: runsPage },
   { re: /^\/runs\/([^/?]+)$/, nav: 'runs', title: 'Run', mount: (root, ctx) => runPage(root, { ...ctx, runId: decodeURIComponent(ctx.match[1]) }) },
+  { re: /^\/libraries$/, nav: 'libraries', title: 'Libraries', mount: librariesPage },
+  { re: /^\/libraries\/new$/, nav: 'libraries', title: 'New library', mount: (root, ctx) => libraryPage(root, { ...ctx, name: null }) },
+  { re: /^\/libraries\/([^/?]+)$/, nav: 'libraries', title: 'Library', mount: (root, ctx) => libraryPage(root, { ...ctx, name: decodeURIComponent(ctx.match[1]) }) },
 ];
 
 const app = document.getElementById('app');
@@ -30,7 +34,7 @@ async function route() {
   if (location.hash === nav.hash) return;
   if (nav.page && nav.page.dirty && nav.page.dirty()) {
     const leave = await confirmDialog({
-      title: 'Discard unsaved changes?', message: 'This job has changes that are not saved yet.', confirm: 'Discard', danger: true,
+      title: 'Discard unsaved changes?', message: 'This page has changes that are not saved yet.', confirm: 'Discard', danger: true,
     });
     if (!leave) {
       history.replaceState(null, '', nav.hash);
@@ -107,7 +111,7 @@ let pendingG = false;
 
 function showShortcuts() {
   const rows = [
-    ['g d', 'Dashboard'], ['g j', 'Jobs'], ['g r', 'Runs'], ['n', 'New job'], ['/', 'Search jobs'], ['t', 'Toggle theme'],
+    ['g d', 'Dashboard'], ['g j', 'Jobs'], ['g r', 'Runs'], ['g l', 'Libraries'], ['n', 'New job'], ['/', 'Search jobs'], ['t', 'Toggle theme'],
     ['Ctrl/⌘ S', 'Save the job (editor)'], ['Ctrl/⌘ Enter', 'Run the script in the debug console (editor)'],
     ['Esc, then Tab', 'Leave the code editor with the keyboard'], ['?', 'This help'],
   ];
@@ -127,7 +131,7 @@ document.addEventListener('keydown', (event) => {
   const key = event.key;
   if (pendingG) {
     pendingG = false;
-    const target = { d: '#/dashboard', j: '#/jobs', r: '#/runs' }[key];
+    const target = { d: '#/dashboard', j: '#/jobs', r: '#/runs', l: '#/libraries' }[key];
     if (target) { event.preventDefault(); location.hash = target; }
     return;
   }

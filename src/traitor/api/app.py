@@ -48,7 +48,7 @@ def context(request: Any) -> AppContext:
 
 def create_app(engine: Engine, settings: ApiSettings | None = None, *, manage_engine: bool = True) -> FastAPI:
     """Build the app; with ``manage_engine`` its lifespan starts and closes the engine."""
-    from traitor.api import compat, debug, health, v1
+    from traitor.api import compat, debug, health, libraries, v1
     from traitor.ui import mount_ui
 
     settings = settings or ApiSettings()
@@ -75,6 +75,7 @@ def create_app(engine: Engine, settings: ApiSettings | None = None, *, manage_en
     _install_error_handlers(app)
     app.include_router(compat.router)
     app.include_router(v1.router)
+    app.include_router(libraries.router)
     app.include_router(debug.router)
     app.include_router(health.router)
     mount_ui(app)

@@ -34,6 +34,12 @@ class RunRequest:
     cpu_ms: int = 10_000
     memory_bytes: int = 64 * 1024 * 1024
     output_bytes: int = 64 * 1024
+    #: Script libraries the run may ``require`` (see ``traitor.scheduler.libraries``):
+    #: ``{specifier: (version, code)}`` with specifiers as the code writes them
+    #: (``"lib/fmt"``, ``"lib/fmt@3"``) and ``code`` the library's CommonJS body
+    #: (``traitor.runtime.jsmodules``). Version 0 marks a library that does not exist.
+    #: Two specifiers resolving to one version carry the same code.
+    libraries: dict[str, tuple[int, str]] | None = None
 
 
 @dataclass(slots=True)

@@ -48,6 +48,7 @@ PUNCT = [
     "&=", "|=", "^=", "<<", ">>", "**",
 ]  # fmt: skip
 #: After these keywords a ``/`` starts a regular expression.
+_CONDITIONS = frozenset(("if", "while", "for", "with"))
 REGEX_AFTER_WORDS = frozenset(
     "return typeof instanceof in of new delete void throw case do else yield await".split()
 )
@@ -75,6 +76,8 @@ class _Lexer:
         i = 0
         nl = False
         braces: list[str] = []  # "{" or "`" (a template's ${ … })
+        parens: list[bool] = []  # per open "(": whether it follows if/while/for/with
+        cond = False  # the last ")" closed such a condition: a "/" after it starts a regex
         prev: Token | None = None
         while i < n:
             c = src[i]
@@ -126,7 +129,7 @@ class _Lexer:
                 m = NUMBER.match(src, i)
                 j = m.end() if m and m.end() > i else i + 1
                 tok = Token("num", start, j, src[i:j], nl)
-            elif c == "/" and self._regex_allowed(prev):
+            elif c == "/" and (self._regex_allowed(prev) or (cond and prev is not None and prev.value == ")")):
                 j = self._regex(i + 1)
                 tok = Token("regex", start, j, src[i:j], nl)
             else:
@@ -137,6 +140,10 @@ class _Lexer:
                 else:
                     j = i + 1
                 tok = Token("punct", start, j, src[i:j], nl)
+                if c == "(":
+                    parens.append(prev is not None and prev.kind == "id" and prev.value in _CONDITIONS)
+                elif c == ")":
+                    cond = parens.pop() if parens else False
                 if c == "{":
                     braces.append("{")
                 elif c == "}" and braces:
@@ -532,8 +539,8 @@ def _export(
         j, spec = _module_name(toks, j)
         j, end = _end_of_statement(toks, j)
         call = f"require({json.dumps(spec)})"
-        text = f"__t_esm.star(exports, {call});" if alias is None else \
-            f"__t_esm.from(exports, {call}, {{{json.dumps(alias)}: null}});"
+        text = f"__t_e.star(exports, {call});" if alias is None else \
+            f"__t_e.from(exports, {call}, {{{json.dumps(alias)}: null}});"
         return j, spec, _Edit(start, end, text), []
     if value == "{":
         j, pairs = _specifiers(toks, j, export=True)
@@ -546,7 +553,7 @@ def _export(
             j, spec = _module_name(toks, j + 1)
             j, end = _end_of_statement(toks, j)
             mapping = ", ".join(f"{json.dumps(exported)}: {json.dumps(local)}" for local, exported in pairs)
-            return j, spec, _Edit(start, end, f"__t_esm.from(exports, require({json.dumps(spec)}), {{{mapping}}});"), []
+            return j, spec, _Edit(start, end, f"__t_e.from(exports, require({json.dumps(spec)}), {{{mapping}}});"), []
         j, end = _end_of_statement(toks, j)
         return j, None, _Edit(start, end, ""), [(exported, local) for local, exported in pairs]
     raise _Unsupported
@@ -572,26 +579,20 @@ def _apply(source: str, edits: list[_Edit], getters: list[tuple[str, str]], libr
     out.append(source[pos:])
     code = "".join(out)
     if library:
-        header = ['"use strict";', "__t_esm.mark(exports);"]
+        header = [ESM_HEADER, "__t_e.mark(exports);"]
         if getters:
             body = ", ".join(f"{json.dumps(name)}: () => {local}" for name, local in getters)
-            header.append(f"__t_esm.live(exports, {{{body}}});")
+            header.append(f"__t_e.live(exports, {{{body}}});")
         code = "".join(header) + code
     return code
 
 
 # --------------------------------------------------------------------------- libraries in a run
 
-#: JS of the helpers a rewritten library receives as ``__t_esm`` (the prelude defines
-#: the same object; kept here as documentation of the contract).
-ESM_HELPERS = """{
-  mark(e) { Object.defineProperty(e, "__esModule", { value: true }); },
-  live(e, getters) { for (const k of Object.keys(getters)) Object.defineProperty(e, k, { enumerable: true, get: getters[k] }); },
-  from(e, m, names) { for (const k of Object.keys(names)) { const from = names[k] === null ? null : names[k];
-    Object.defineProperty(e, k, { enumerable: true, get: from === null ? () => m : () => from === "default" && !(m && m.__esModule) ? m : m[from] }); } },
-  star(e, m) { for (const k of Object.keys(m)) if (k !== "default" && !Object.prototype.hasOwnProperty.call(e, k))
-    Object.defineProperty(e, k, { enumerable: true, get: () => m[k] }); },
-}"""
+#: How a library rewritten from ES module syntax starts: strict, and with the helpers
+#: (``mark``, ``live``, ``from``, ``star``: the prelude's ``esm`` part) that its
+#: ``__t_esm()`` parameter returns. The worker looks for it to load that part up front.
+ESM_HEADER = '"use strict";const __t_e = __t_esm();'
 
 
 def library_key(name: str, version: int) -> str:
@@ -604,15 +605,12 @@ def define_script(name: str, version: int, code: str) -> str:
     ``name@version``. Everything added stays on the first line, so line numbers in
     stack traces are the library's own."""
     key = json.dumps(library_key(name, version))
+    if "\0" in code:  # the binding takes C strings; same meaning inside literals
+        code = code.replace("\0", "\\u0000")
     return (
         f"(__t_K.defs || (__t_K.defs = {{}}))[{key}] = function (exports, require, module, __t_esm) {{"
         f"{code}\n}};"
     )
-
-
-#: Characters :func:`define_script` puts before the code on its first line.
-def define_prefix_length(name: str, version: int) -> int:
-    return len(define_script(name, version, "")) - len("\n};")
 
 
 def thrower(error: str) -> str:
@@ -623,11 +621,11 @@ def thrower(error: str) -> str:
 _LOCATION = re.compile(r"at [^\n]*?:(\d+):(\d+)")
 
 
-def syntax_error(code: str, *, library: bool = True, name: str = "library") -> tuple[str, int, int] | None:
+def syntax_error(code: str, *, library: bool = True) -> tuple[str, int, int] | None:
     """QuickJS's syntax error for ``code`` as ``(message, line, column)``, or ``None``.
 
-    Only parses (the code is compiled inside a function that is never called). Runs
-    QuickJS in this process under a small memory and stack cap."""
+    Only parses (the code is compiled inside a function that is never called), in
+    this process, under a memory and a stack cap."""
     import quickjs
 
     ctx = quickjs.Context()
@@ -635,7 +633,7 @@ def syntax_error(code: str, *, library: bool = True, name: str = "library") -> t
     ctx.set_max_stack_size(1 << 20)
     prefix = "(function (exports, require, module, __t_esm) {" if library else "(function () {"
     try:
-        ctx.eval(prefix + code + "\n})")
+        ctx.eval(prefix + code.replace("\0", "\\u0000") + "\n})")
     except quickjs.StackOverflow:
         return ("the code is nested too deeply to parse", 1, 1)
     except quickjs.JSException as exc:

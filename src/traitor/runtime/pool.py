@@ -33,10 +33,11 @@ import os
 import signal
 import sys
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any, Mapping
 
 from traitor.domain.job import RunStatus
+from traitor.domain.library import parse_specifier
 from traitor.runtime import protocol
 from traitor.runtime.abc import ConsoleLine, ConsoleListener, RunRequest, RunResult, ScriptRunner
 from traitor.runtime.modules import CallContext, HostModule
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 
 _STATUS = {s.value: s for s in RunStatus}
 _QUEUED, _RUNNING, _DONE = 0, 1, 2
+#: Library versions a worker keeps compiled (more than one run may load: 256), and
+#: about how much code (bytes of their sources).
+LIBRARY_CACHE = 1024
+LIBRARY_CACHE_BYTES = 64 << 20
 _monotonic = time.monotonic
 
 
@@ -98,6 +103,11 @@ class _Worker(asyncio.SubprocessProtocol):
         self.spawned_at = self.last_heard = _monotonic()
         self.death_reason: str | None = None  # set when the pool kills it
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: Script libraries this worker has compiled, (name, version) -> size of the code,
+        #: in LRU order: the worker keeps exactly these (it drops what a RUN message lists
+        #: as evicted).
+        self.libs: OrderedDict[tuple[str, int], int] = OrderedDict()
+        self.lib_bytes = 0
 
     # SubprocessProtocol -------------------------------------------------------
 
@@ -519,6 +529,8 @@ class WorkerPool(ScriptRunner):
             run.deadline = now + message[3] / 1000 + grace
             w.runs[run.seq] = run
             self._busy += 1
+            if run.request.libraries:
+                message = message + _libraries_for(w, run.request.libraries)
             w.send(message)
             heapq.heapreplace(loads, (depth, load + 1, number, w))
 
@@ -645,6 +657,36 @@ class WorkerPool(ScriptRunner):
                 run.calls.pop(call_id, None)
         if run.state == _RUNNING and run.worker is w and w.alive:
             w.send((RESULT, run.seq, call_id, ok, payload))
+
+
+def _libraries_for(w: _Worker, libraries: Mapping[str, tuple[int, str]]) -> tuple[list[Any], list[Any]]:
+    """The two extra items of a RUN message: each library with its code only when the
+    worker does not have it compiled yet, and the versions it should drop."""
+    cache = w.libs
+    entries: list[Any] = []
+    used = set()
+    for spec, (version, code) in libraries.items():
+        parsed = parse_specifier(spec) if version > 0 else None
+        if parsed is None:
+            entries.append((spec, "", 0, None))
+            continue
+        key = (parsed[0], int(version))
+        used.add(key)
+        if key in cache:
+            cache.move_to_end(key)
+            entries.append((spec, key[0], key[1], None))
+        else:
+            cache[key] = len(code)
+            w.lib_bytes += len(code)
+            entries.append((spec, key[0], key[1], code))
+    evicted = []
+    while len(cache) > LIBRARY_CACHE or w.lib_bytes > LIBRARY_CACHE_BYTES:
+        oldest = next(iter(cache))
+        if oldest in used:  # everything older is gone: this run's own libraries stay
+            break
+        w.lib_bytes -= cache.pop(oldest)
+        evicted.append(oldest)
+    return entries, evicted
 
 
 def _positive(value: Any) -> int:

@@ -18,6 +18,8 @@
 //                     failure: [kind ("error" | "memory"), "message\n stack"] or null
 //   __t_api(1)        fire the earliest due timer → 1 if one fired (drain jobs, call again)
 //   __t_api(2, json)  settle host calls: [[id, ok, value or error message], ...]
+//   __t_api(3, json)  the run's script libraries: {"lib/x": "x@5", "lib/gone": null, ...}
+//                     (the host evaluated each "x@5" definition before: __t_K.defs[key])
 // JS → host: no Python callable is involved (none may be called while the binding's
 // time limit is set, and a call costs more than this). A rejected promise that nobody
 // handles reaches the host's rejection tracker, which calls __t_K.rej(p, reason,
@@ -34,7 +36,8 @@
     lines: [], calls: [], failure: null, out: 0, truncated: false, waiting: 0, has: [], mods: {},
     LIMIT: LIMIT, now: now, P: P, MapC: Map, stringify: JSON.stringify, parse: JSON.parse,
   };
-  // n >= 0: make sure part n is loaded (0 fmt, 1 timers, 2 require, 3... module sources);
+  // n >= 0: make sure part n is loaded (0 fmt, 1 timers, 2 require, 3 libs, 4 esm, 5... module
+  // sources);
   // n < 0: stop the run.
   function load(n) {
     if (n < 0) {
@@ -103,6 +106,7 @@
   G.setImmediate = timer(2);
   G.clearTimeout = G.clearInterval = G.clearImmediate = function (id) { if (K.has[1]) K.clear(id); };
   G.require = function require(name) {
+    if (K.lib && typeof name === "string" && name.lastIndexOf("lib/", 0) === 0) return K.lib(name);
     load(2);
     return K.require(name);
   };
@@ -120,6 +124,7 @@
   G.__t_api = function (op, arg) {
     if (op === 1) return K.has[1] ? K.fire() : 0;
     if (op === 2) return K.has[2] ? K.settle(arg) : 0;
+    if (op === 3) { K.links = K.parse(arg); return 0; }
     if (rejections && rejections.size && !K.failure) {
       var reason = rejections.values().next().value;
       rejections.clear();
@@ -393,6 +398,10 @@
   };
   K.require = function __t_require(name) {
     name = String(name);
+    if (name.lastIndexOf("lib/", 0) === 0) {
+      K.load(3);
+      return K.lib(name);
+    }
     if (hasOwn.call(cache, name)) return cache[name].exports;
     if (!hasOwn.call(MODULES, name)) {
       var err = new Error("Cannot find module '" + name + "'");
@@ -416,3 +425,75 @@
   };
   K.has[2] = true;
 })(__t_K, globalThis, @@MODULES@@);
+
+//@part libs
+// Script libraries (require('lib/x'), require('lib/x@3')). The host evaluates this part
+// before the script when the run has libraries (otherwise it loads on first use, through
+// the signal, like the others), after it defined each library version's CommonJS
+// wrapper (K.defs, by "name@version"); __t_api(3) set K.links, which maps every
+// specifier the code names to one of them, or to null when there is no such library.
+(function (K) {
+  "use strict";
+  var hasOwn = Object.prototype.hasOwnProperty, libs = {};
+  function __t_librequire(name) {
+    name = String(name);
+    if (name.lastIndexOf("lib/", 0) === 0) return __t_lib(name);
+    K.load(2);
+    return K.require(name);
+  }
+  function __t_esm() {
+    K.load(4);
+    return K.esm;
+  }
+  function __t_lib(spec) {
+    var links = K.links, key = links && hasOwn.call(links, spec) ? links[spec] : undefined;
+    if (!key) {
+      var err = new Error(key === null ? "Cannot find library '" + spec + "'" : "Cannot find library '" + spec +
+        "': only libraries named in the code as string literals (require('lib/name'), import ... from 'lib/name') are loaded for a run");
+      err.code = "MODULE_NOT_FOUND";
+      throw err;
+    }
+    if (hasOwn.call(libs, key)) return libs[key].exports;
+    var define = K.defs && K.defs[key];
+    if (typeof define !== "function") throw new Error("internal error: library " + key + " was not loaded");
+    var module = { id: "lib/" + key, exports: {}, loaded: false };
+    libs[key] = module;
+    try {
+      define.call(module.exports, module.exports, __t_librequire, module, __t_esm);
+    } catch (e) {
+      delete libs[key];
+      throw e;
+    }
+    module.loaded = true;
+    return module.exports;
+  }
+  K.lib = __t_lib;
+  K.has[3] = true; // this part's number (PARTS in sandbox.py)
+})(__t_K);
+
+//@part esm
+// Helpers of libraries rewritten from ES module syntax (runtime/jsmodules.py): a library
+// gets them from its __t_esm() parameter. Evaluated before the script by the host when
+// the run has such a library.
+(function (K) {
+  "use strict";
+  var hasOwn = Object.prototype.hasOwnProperty, define = Object.defineProperty;
+  function __t_getter(m, name) {
+    if (name === null) return function () { return m; };
+    if (name === "default") return function () { return m && m.__esModule ? m["default"] : m; };
+    return function () { return m[name]; };
+  }
+  K.esm = {
+    mark: function __t_mark(e) { define(e, "__esModule", { value: true }); },
+    live: function __t_live(e, getters) {
+      for (var k in getters) if (hasOwn.call(getters, k)) define(e, k, { enumerable: true, get: getters[k] });
+    },
+    from: function __t_from(e, m, names) {
+      for (var k in names) if (hasOwn.call(names, k)) define(e, k, { enumerable: true, get: __t_getter(m, names[k]) });
+    },
+    star: function __t_star(e, m) {
+      for (var k in m) if (hasOwn.call(m, k) && k !== "default" && !hasOwn.call(e, k)) define(e, k, { enumerable: true, get: __t_getter(m, k) });
+    },
+  };
+  K.has[4] = true; // this part's number (PARTS in sandbox.py)
+})(__t_K);

@@ -14,7 +14,13 @@ Pool → worker
     ``(INIT, modules, options)``  first frame; ``modules`` = {name: (function names,
                                   source or None)}, ``options`` = {"slice_ms", "max_nesting",
                                   "stack_bytes", "heartbeat_ms"}
-    ``(RUN, seq, script, timeout_ms, cpu_ms, memory_bytes, output_bytes)``
+    ``(RUN, seq, script, timeout_ms, cpu_ms, memory_bytes, output_bytes[, libraries, evicted])``
+                                  with script libraries (``RunRequest.libraries``):
+                                  ``libraries`` = [(specifier, name, version, code or None)],
+                                  code None when the worker has that version compiled
+                                  already (version 0: no such library); ``evicted`` =
+                                  [(name, version)] the worker should drop (the pool
+                                  mirrors each worker's set of compiled versions)
     ``(RESULT, seq, call_id, ok, payload)``  payload: JSON text of the value, or the
                                   error message when ``ok`` is False
     ``(CANCEL, seq)``

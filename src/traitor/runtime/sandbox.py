@@ -47,7 +47,7 @@ import os
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import quickjs
 
@@ -66,11 +66,23 @@ STOP_OUTPUT = 4
 
 LEVELS = frozenset(("log", "info", "warn", "error", "debug"))
 MAX_ERROR_CHARS = 16 * 1024
-PARTS = ("core", "fmt", "timers", "require")
+PARTS = ("core", "fmt", "timers", "require", "libs", "esm")
 
 _thread_time = time.thread_time
 _monotonic = time.monotonic
 _time = time.time
+
+
+_LIBS_PART = PARTS.index("libs") - 1  # index in Prelude.parts (which starts after the core)
+_ESM_PART = PARTS.index("esm") - 1
+
+
+class LibraryCode(NamedTuple):
+    """One library version's definition (``jsmodules.define_script``) as a worker keeps it:
+    bytecode with the native hooks, else source; ``esm``: it needs the esm part."""
+
+    code: bytes | str
+    esm: bool
 
 
 def seconds(ms: int | float) -> str:
@@ -209,8 +221,8 @@ class Prelude:
     ``function (module, exports, require, __host)`` at global scope, like ``new
     Function``): a source that does not compile fails only ``require`` of that module.
 
-    Parts, numbered as the JS side loads them: 0 fmt, 1 timers, 2 require, then one
-    per module with a source.
+    Parts, numbered as the JS side loads them: 0 fmt, 1 timers, 2 require, 3 libs
+    and 4 esm (script libraries), then one per module with a source.
     """
 
     def __init__(self, modules: dict[str, tuple[list[str], str | None]], hooks: Native | None) -> None:
@@ -258,6 +270,23 @@ class Prelude:
             message = json.dumps(f"module '{name}' does not compile: {str(exc).partition(chr(10))[0]}")
             text = f"__t_K.mods[{key}] = function () {{ throw new SyntaxError({message}); }};\n__t_K.has[{index}] = true;\n"
         return text
+
+    def library(self, name: str, version: int, code: str) -> LibraryCode:
+        """The definition of one library version, ready for :class:`Sandbox` (bytecode
+        with the native hooks, else source): see ``jsmodules.define_script``."""
+        from traitor.runtime.jsmodules import ESM_HEADER, define_script, thrower
+
+        source = define_script(name, version, code)
+        esm = code.startswith(ESM_HEADER)
+        if self.native is None:
+            return LibraryCode(source, esm)
+        cx = self.native.pointers(self._scratch)[1]
+        filename = f"lib/{name}@{version}"
+        try:
+            return LibraryCode(self.native.compile(cx, source, filename), esm)
+        except SyntaxError:  # the service checks syntax before sending; this is a backstop
+            failure = thrower(f"{filename} does not compile")
+            return LibraryCode(self.native.compile(cx, define_script(name, version, failure), filename), False)
 
     def core(self, limit: int) -> bytes:
         code = self._core.get(limit)
@@ -475,7 +504,7 @@ class Sandbox:
         "cpu_used", "cpu_limit", "wall_deadline", "wall0", "cpu0", "probe_at", "probe_cpu", "stop",
         "started_at", "finished_at", "done", "lines", "calls", "inbox",
         "next_at", "waiting", "yielded", "executing", "out_bytes",
-        "ready", "rewake", "armed",
+        "ready", "rewake", "armed", "libs",
     )  # fmt: skip
 
     def __init__(
@@ -487,6 +516,7 @@ class Sandbox:
         memory_bytes: int,
         output_bytes: int,
         prelude: Prelude,
+        libs: tuple[list[Any], str] | None = None,
     ) -> None:
         self.seq = seq
         self.script = script
@@ -495,6 +525,8 @@ class Sandbox:
         self.memory_bytes = memory_bytes
         self.output_bytes = output_bytes
         self.prelude = prelude
+        #: Script libraries: ([LibraryCode from Prelude.library], links JSON for __t_api(3)).
+        self.libs = libs
         self.ctx: quickjs.Context | None = None
         self.api: Any = None
         self.rt = self.cx = 0
@@ -607,6 +639,18 @@ class Sandbox:
             self._arm()
             ctx.eval(self.prelude.source(self.output_bytes))
         self.api = ctx.get("__t_api")
+        if self.libs is not None:
+            definitions, links = self.libs
+            if n is not None:  # the parts now, directly: cheaper than on demand through a signal
+                n.run(self.cx, self.prelude.parts[_LIBS_PART])
+                if any(d.esm for d in definitions):
+                    n.run(self.cx, self.prelude.parts[_ESM_PART])
+            for definition in definitions:  # defines each library's wrapper; runs none of them
+                if n is not None:
+                    n.run(self.cx, definition.code)
+                else:
+                    ctx.eval(definition.code)
+            self.api(3, links)
         return True
 
     def _arm(self) -> None:

@@ -22,6 +22,7 @@ with its parent (``PR_SET_PDEATHSIG``); end of input makes it exit.
 from __future__ import annotations
 
 import heapq
+import json
 import os
 import select
 import signal
@@ -57,6 +58,9 @@ class Worker:
         self.deadlines: list[tuple[float, int]] = []  # (monotonic, seq)
         self.out: list[Any] = []
         self.prelude: Prelude | None = None
+        #: Compiled script libraries by (name, version); the pool mirrors this set and
+        #: says what to evict, so it knows which code it need not send again.
+        self.libs: dict[tuple[str, int], Any] = {}
         self.eof = False
         self.slice = 0.05
         self.heartbeat = HEARTBEAT
@@ -245,8 +249,9 @@ class Worker:
     def _handle(self, msg: Any) -> None:
         kind = msg[0]
         if kind == RUN:
-            _, seq, script, timeout_ms, cpu_ms, memory_bytes, output_bytes = msg
-            sb = Sandbox(seq, script, timeout_ms, cpu_ms, memory_bytes, output_bytes, self.prelude)  # type: ignore[arg-type]
+            _, seq, script, timeout_ms, cpu_ms, memory_bytes, output_bytes, *libraries = msg
+            libs = self._libraries(*libraries) if libraries else None
+            sb = Sandbox(seq, script, timeout_ms, cpu_ms, memory_bytes, output_bytes, self.prelude, libs)  # type: ignore[arg-type]
             self.runs[seq] = sb
             self.fresh.append(sb)
         elif kind == RESULT:
@@ -283,6 +288,34 @@ class Worker:
             self._flush()
         else:
             print(f"traitor worker: unknown message kind {kind!r}", file=sys.stderr)
+
+    def _libraries(self, entries: list[Any], evicted: list[Any]) -> tuple[list[Any], str]:
+        """A run's script libraries (see the RUN message in ``protocol``): compile the
+        ones sent with their code, keep them by (name, version), drop what the pool
+        evicted; return the definitions this run needs and its links (JSON)."""
+        cache = self.libs
+        definitions: list[Any] = []
+        links: dict[str, str | None] = {}
+        seen: set[tuple[str, int]] = set()
+        for spec, name, version, code in entries:
+            if version <= 0:
+                links[spec] = None
+                continue
+            key = (name, version)
+            if code is not None:
+                cache[key] = self.prelude.library(name, version, code)  # type: ignore[union-attr]
+            definition = cache.get(key)
+            if definition is None:  # the pool believed this worker had it: should not happen
+                print(f"traitor worker: library {name}@{version} is not cached", file=sys.stderr)
+                links[spec] = None
+                continue
+            links[spec] = f"{name}@{version}"
+            if key not in seen:
+                seen.add(key)
+                definitions.append(definition)
+        for name, version in evicted:
+            cache.pop((name, version), None)
+        return definitions, json.dumps(links)
 
     # ------------------------------------------------------------------ output
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Literal, Sequence
 
 from traitor.domain.job import ExecType, Job, JobState, Run, RunStatus
+from traitor.domain.library import LibraryInfo, LibraryVersion, VersionInfo
 
 JobSort = Literal["name", "created", "updated", "next", "last"]
 
@@ -147,6 +148,44 @@ class JobStore(ABC):
 
     @abstractmethod
     async def kv_delete(self, job_id: str, key: str) -> bool: ...
+
+    # ---------------------------------------------------------------- libraries
+    # Script libraries (``traitor.domain.library``): named JavaScript modules with an
+    # append-only version history. Every backend implements these; the defaults only
+    # keep stores written before libraries existed (test doubles) instantiable.
+    #
+    # * ``(name, version)`` names one source forever: versions of a name are 1, 2, 3…
+    #   in the order they were added, and a number is never given twice, not even after
+    #   ``delete_library`` (the name's counter survives as a tombstone). MongoDB may
+    #   skip a number after a crash between its two writes; the SQL stores never do.
+    # * Concurrent ``add_library_version`` calls for one name, from any number of
+    #   processes, each get their own number (no lost update, no duplicate).
+    # * Names are validated by the caller (``traitor.domain.library.validate_name``).
+
+    async def add_library_version(self, name: str, source: str, *, create: bool | None = None) -> LibraryVersion:
+        """Store ``source`` as the next version of library ``name`` and return it.
+
+        ``create=True``: the library must not exist (``ConflictError`` otherwise; a
+        deleted library may be created again, its numbering goes on). ``create=False``:
+        it must exist (``NotFoundError`` otherwise). ``None``: either."""
+        raise NotImplementedError(f"{type(self).__name__} does not store libraries")
+
+    async def get_library(self, name: str, version: int | None = None) -> LibraryVersion | None:
+        """Version ``version`` of library ``name`` (the latest when ``None``), or ``None``
+        when the library or that version does not exist (a deleted library has none)."""
+        raise NotImplementedError(f"{type(self).__name__} does not store libraries")
+
+    async def list_libraries(self) -> list[LibraryInfo]:
+        """Every library (not deleted) with its latest version, sorted by name."""
+        raise NotImplementedError(f"{type(self).__name__} does not store libraries")
+
+    async def list_library_versions(self, name: str) -> list[VersionInfo]:
+        """The versions of library ``name``, newest first; ``[]`` when it does not exist."""
+        raise NotImplementedError(f"{type(self).__name__} does not store libraries")
+
+    async def delete_library(self, name: str) -> bool:
+        """Delete library ``name`` and every version of it. ``False`` if it was not there."""
+        raise NotImplementedError(f"{type(self).__name__} does not store libraries")
 
 
 async def get_jobs(store: JobStore, job_ids: Sequence[str]) -> dict[str, Job]:

@@ -26,13 +26,14 @@ from __future__ import annotations
 import logging
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, UpdateOne
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.write_concern import WriteConcern
 
-from traitor.domain.errors import ConflictError
+from traitor.domain.errors import ConflictError, NotFoundError
 from traitor.domain.job import Job, JobState, Run, RunStatus
+from traitor.domain.library import LibraryInfo, LibraryVersion, VersionInfo
 from traitor.domain.timeutil import now_ms
 from traitor.store import codec
 from traitor.store.abc import JobQuery, JobStore, RunQuery
@@ -64,9 +65,18 @@ async def _v1_indexes(db: AsyncDatabase[Any]) -> None:
     )
 
 
+async def _v2_libraries(db: AsyncDatabase[Any]) -> None:
+    # Script libraries: ``libraries`` holds a head per name (``_id`` = name, ``seq`` = the
+    # counter of version numbers, kept as a tombstone after a delete), ``library_versions``
+    # one document per version (``_id`` = "name@version").
+    await db.library_versions.create_indexes(
+        [IndexModel([("name", ASCENDING), ("version", DESCENDING)], name="library_versions_key", unique=True)]
+    )
+
+
 #: Ordered schema migrations: ``(version, async fn(db))``; each must be idempotent
 #: (two nodes may run it at once). Never edit a released one: append a new version.
-MIGRATIONS: list[Migration] = [(1, _v1_indexes)]
+MIGRATIONS: list[Migration] = [(1, _v1_indexes), (2, _v2_libraries)]
 
 _FINISHED = {"status": {"$ne": codec.RUNNING}}
 _RUN_ORDER = {"scheduled_at": DESCENDING, "started_at": DESCENDING, "attempt": DESCENDING, "_id": DESCENDING}
@@ -383,3 +393,81 @@ class MongoStore(JobStore):
     async def kv_delete(self, job_id: str, key: str) -> bool:
         result = await self.db.kv.delete_one({"job_id": job_id, "key": codec.clean_text(key)})
         return result.deleted_count > 0
+
+    # ------------------------------------------------------------------ libraries
+    async def add_library_version(self, name: str, source: str, *, create: bool | None = None) -> LibraryVersion:
+        text = codec.clean_text(source)
+        size = len(text.encode("utf-8"))
+        now = now_ms()
+        db = self.db
+        # 1. Take the next number: an atomic update of the head (a missing or deleted
+        #    head starts, or starts again, as a new library; its counter goes on).
+        revive = {"$ne": ["$deleted", False]}
+        bump = [
+            {
+                "$set": {
+                    "seq": {"$add": [{"$ifNull": ["$seq", 0]}, 1]},
+                    "created_at": {"$cond": [revive, now, "$created_at"]},
+                    "updated_at": {"$cond": [revive, now, "$updated_at"]},
+                    "latest": {"$cond": [revive, 0, "$latest"]},
+                    "size": {"$cond": [revive, 0, "$size"]},
+                    "deleted": False,
+                }
+            }
+        ]
+        match: dict[str, Any] = {"_id": name}
+        if create is True:
+            match["deleted"] = True  # an existing live head does not match: the upsert collides
+        elif create is False:
+            match["deleted"] = False
+        head = None
+        for attempt in range(3):
+            try:
+                head = await db.libraries.find_one_and_update(
+                    match, bump, upsert=create is not False, return_document=ReturnDocument.AFTER
+                )
+                break
+            except DuplicateKeyError:
+                if create is True:
+                    raise ConflictError(f"a library named {name!r} already exists") from None
+                if attempt == 2:  # two upserts of a new name raced: the loser retries as an update
+                    raise
+        if head is None:
+            raise NotFoundError(f"no library named {name!r}")
+        version = int(head["seq"])
+        # 2. The version itself, then 3. the head's view of the latest version.
+        await db.library_versions.insert_one(
+            {"_id": f"{name}@{version}", "name": name, "version": version, "created_at": now, "size": size,
+             "source": text}
+        )
+        await db.libraries.update_one(
+            {"_id": name, "latest": {"$lt": version}},
+            {"$set": {"latest": version, "updated_at": now, "size": size}},
+        )
+        return LibraryVersion(name, version, text, now)
+
+    async def get_library(self, name: str, version: int | None = None) -> LibraryVersion | None:
+        match: dict[str, Any] = {"name": name}
+        if version is not None:
+            match["version"] = int(version)
+        doc = await self.db.library_versions.find_one(match, sort=[("version", DESCENDING)])
+        if doc is None:
+            return None
+        return LibraryVersion(doc["name"], int(doc["version"]), doc["source"], int(doc["created_at"]))
+
+    async def list_libraries(self) -> list[LibraryInfo]:
+        cursor = self.db.libraries.find({"deleted": False, "latest": {"$gt": 0}}).sort("_id", ASCENDING)
+        return [
+            LibraryInfo(doc["_id"], int(doc["latest"]), int(doc["created_at"]), int(doc["updated_at"]), int(doc["size"]))
+            async for doc in cursor
+        ]
+
+    async def list_library_versions(self, name: str) -> list[VersionInfo]:
+        cursor = self.db.library_versions.find({"name": name}, {"source": 0}).sort("version", DESCENDING)
+        return [VersionInfo(int(doc["version"]), int(doc["created_at"]), int(doc["size"])) async for doc in cursor]
+
+    async def delete_library(self, name: str) -> bool:
+        # Versions first, the head last (no transactions: see the module docstring).
+        await self.db.library_versions.delete_many({"name": name})
+        result = await self.db.libraries.update_one({"_id": name, "deleted": False}, {"$set": {"deleted": True}})
+        return result.modified_count > 0

@@ -26,8 +26,9 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, Union
 
 import asyncpg
 
-from traitor.domain.errors import ConflictError
+from traitor.domain.errors import ConflictError, NotFoundError
 from traitor.domain.job import Job, JobState, Run, RunStatus
+from traitor.domain.library import LibraryInfo, LibraryVersion, VersionInfo
 from traitor.domain.timeutil import now_ms
 from traitor.store import codec
 from traitor.store.abc import JobQuery, JobStore, RunQuery
@@ -92,6 +93,29 @@ MIGRATIONS: list[Migration] = [
         ],
     ),
     (2, ["ALTER TABLE {s}.jobs ADD COLUMN max_concurrent integer"]),
+    (
+        3,
+        [
+            # Script libraries: a head row per name (``latest`` doubles as the counter of
+            # version numbers and survives a delete as a tombstone) and a row per version.
+            """CREATE TABLE {s}.libraries (
+                name       text COLLATE "C" PRIMARY KEY,
+                latest     integer NOT NULL,
+                created_at bigint NOT NULL,
+                updated_at bigint NOT NULL,
+                size       integer NOT NULL,
+                deleted    boolean NOT NULL DEFAULT false
+            )""",
+            """CREATE TABLE {s}.library_versions (
+                name       text COLLATE "C" NOT NULL,
+                version    integer NOT NULL,
+                created_at bigint NOT NULL,
+                size       integer NOT NULL,
+                source     bytea NOT NULL,
+                PRIMARY KEY (name, version)
+            )""",
+        ],
+    ),
 ]
 
 _SCRIPT = codec.JOB_COLUMNS.index("script")
@@ -516,4 +540,85 @@ class PostgresStore(JobStore):
         status = await self.pool.execute(
             f"DELETE FROM {self._q}.kv WHERE job_id = $1 AND key = $2", job_id, _t(codec.clean_text(key))
         )
+        return _count(status) > 0
+
+    # ------------------------------------------------------------------ libraries
+    async def add_library_version(self, name: str, source: str, *, create: bool | None = None) -> LibraryVersion:
+        text = codec.clean_text(source)
+        data = text.encode("utf-8")
+        s = self._q
+        now = now_ms()
+        # The head row's lock serialises writers of one name: each gets its own number.
+        if create is False:
+            bump = (
+                f"UPDATE {s}.libraries SET latest = latest + 1, updated_at = $2, size = $3 "
+                "WHERE name = $1 AND NOT deleted RETURNING latest"
+            )
+        else:
+            only_if = " WHERE l.deleted" if create else ""
+            bump = (
+                f"INSERT INTO {s}.libraries AS l (name, latest, created_at, updated_at, size, deleted) "
+                "VALUES ($1, 1, $2, $2, $3, false) ON CONFLICT (name) DO UPDATE SET latest = l.latest + 1, "
+                "updated_at = $2, size = $3, created_at = CASE WHEN l.deleted THEN $2 ELSE l.created_at END, "
+                f"deleted = false{only_if} RETURNING latest"
+            )
+
+        async def add() -> int:
+            async with self.pool.acquire() as conn, conn.transaction():
+                version = await conn.fetchval(bump, name, now, len(data))
+                if version is None:
+                    if create:
+                        raise ConflictError(f"a library named {name!r} already exists")
+                    raise NotFoundError(f"no library named {name!r}")
+                await conn.execute(
+                    f"INSERT INTO {s}.library_versions (name, version, created_at, size, source) "
+                    "VALUES ($1, $2, $3, $4, $5)",
+                    name,
+                    version,
+                    now,
+                    len(data),
+                    data,
+                )
+                return int(version)
+
+        return LibraryVersion(name, await self._retrying(add), text, now)
+
+    async def get_library(self, name: str, version: int | None = None) -> LibraryVersion | None:
+        s = self._q
+        if version is None:
+            row = await self.pool.fetchrow(
+                f"SELECT v.name, v.version, v.source, v.created_at FROM {s}.libraries AS l "
+                f"JOIN {s}.library_versions AS v ON v.name = l.name AND v.version = l.latest "
+                "WHERE l.name = $1 AND NOT l.deleted",
+                name,
+            )
+        else:
+            row = await self.pool.fetchrow(
+                f"SELECT name, version, source, created_at FROM {s}.library_versions WHERE name = $1 AND version = $2",
+                name,
+                int(version),
+            )
+        if row is None:
+            return None
+        return LibraryVersion(row[0], row[1], _s(row[2]) or "", row[3])
+
+    async def list_libraries(self) -> list[LibraryInfo]:
+        rows = await self.pool.fetch(
+            f"SELECT name, latest, created_at, updated_at, size FROM {self._q}.libraries WHERE NOT deleted "
+            'ORDER BY name COLLATE "C"'
+        )
+        return [LibraryInfo(*row) for row in rows]
+
+    async def list_library_versions(self, name: str) -> list[VersionInfo]:
+        rows = await self.pool.fetch(
+            f"SELECT version, created_at, size FROM {self._q}.library_versions WHERE name = $1 ORDER BY version DESC",
+            name,
+        )
+        return [VersionInfo(*row) for row in rows]
+
+    async def delete_library(self, name: str) -> bool:
+        s = self._q
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"DELETE FROM {s}.library_versions WHERE name = $1", name)
+            status = await conn.execute(f"UPDATE {s}.libraries SET deleted = true WHERE name = $1 AND NOT deleted", name)
         return _count(status) > 0
