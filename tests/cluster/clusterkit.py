@@ -109,20 +109,11 @@ class NodeProcess:
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> "NodeProcess":
-        import httpx
+        from servers import wait_healthy
 
         assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node {self.name} exited with {self.proc.returncode}:\n{self.output()[-4000:]}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"node {self.name} did not start in {timeout}s:\n{self.output()[-4000:]}")
+        wait_healthy(self.proc, self.url, timeout, f"node {self.name}", self.output)
+        return self
 
     def start(self, timeout: float = 30.0) -> "NodeProcess":
         return self.spawn().wait_ready(timeout)
