@@ -36,9 +36,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_settings(args)
     setup_logging(settings)
     try:
-        return asyncio.run(serve(settings))
+        return run_loop(serve(settings))
     except KeyboardInterrupt:
         return 0
+
+
+def run_loop(main_coroutine: Any) -> int:
+    """Run the service on uvloop when it is installed (it ships with uvicorn[standard]):
+    the HTTP and WebSocket paths spend much of their time in the event loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main_coroutine)
+    return uvloop.run(main_coroutine)
 
 
 class JsonFormatter(logging.Formatter):
