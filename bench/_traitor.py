@@ -118,38 +118,9 @@ class MemStore(JobStore):
 
 
 # ---------------------------------------------------------------------- runner
-class NullRunner(ScriptRunner):
-    """Resolves every run at once as a success: the executor of the scheduling figures."""
-
-    def __init__(self) -> None:
-        self.submitted = 0
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self, grace: float = 10.0) -> None:
-        return None
-
-    def submit(self, request: RunRequest, listener: ConsoleListener | None = None) -> asyncio.Future[RunResult]:
-        self.submitted += 1
-        future = asyncio.get_running_loop().create_future()
-        at = now_ms()
-        future.set_result(RunResult(RunStatus.SUCCESS, at, at))
-        return future
-
-    def cancel(self, run_id: str) -> bool:
-        return False
-
-    @property
-    def busy(self) -> int:
-        return 0
-
-    @property
-    def queued(self) -> int:
-        return 0
+from traitor.runtime.instant import InstantRunner as NullRunner  # noqa: E402  (its name in the figures)
 
 
-# ---------------------------------------------------------------------- recording
 class Recorder(Middleware):
     """Records, per fire, the scheduled instant and the clock when the engine got it
     (``on_fire``, read here per fire: the engine's own ``lateness_ms`` argument is

@@ -100,31 +100,7 @@ def worker_side(runs: int, rounds: int) -> tuple[float, float, bool]:
 # --------------------------------------------------------------------------- main process
 
 
-class NullRunner(ScriptRunner):
-    def __init__(self) -> None:
-        self.loop = asyncio.get_event_loop()
-        self.done: asyncio.Future[RunResult] = self.loop.create_future()
-        self.done.set_result(RunResult(RunStatus.SUCCESS, 0, 0))
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self, grace: float = 10.0) -> None:
-        return None
-
-    def submit(self, request: RunRequest, listener: Any = None) -> asyncio.Future[RunResult]:
-        return self.done
-
-    def cancel(self, run_id: str) -> bool:
-        return False
-
-    @property
-    def busy(self) -> int:
-        return 0
-
-    @property
-    def queued(self) -> int:
-        return 0
+from traitor.runtime.instant import InstantRunner as NullRunner  # noqa: E402
 
 
 async def main_process(runs: int, rounds: int) -> tuple[float, float]:

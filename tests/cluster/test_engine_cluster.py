@@ -27,29 +27,7 @@ pytestmark = requires_pg
 FAST = dict(heartbeat_interval=0.2, ttl=1.0, reconcile_interval=0.5)
 
 
-class InstantRunner(ScriptRunner):
-    async def start(self) -> None:
-        return None
-
-    async def close(self, grace: float = 10.0) -> None:
-        return None
-
-    def submit(self, request: RunRequest, listener=None) -> asyncio.Future[RunResult]:
-        future: asyncio.Future[RunResult] = asyncio.get_running_loop().create_future()
-        moment = now_ms()
-        future.set_result(RunResult(RunStatus.SUCCESS, moment, moment))
-        return future
-
-    def cancel(self, run_id: str) -> bool:
-        return False
-
-    @property
-    def busy(self) -> int:
-        return 0
-
-    @property
-    def queued(self) -> int:
-        return 0
+from traitor.runtime.instant import InstantRunner  # noqa: E402
 
 
 async def eventually(check, timeout: float) -> None:

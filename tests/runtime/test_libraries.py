@@ -16,6 +16,7 @@ import pytest
 from traitor.domain.job import ExecType, Job, RunStatus
 from traitor.domain.library import LibraryVersion
 from traitor.runtime import pool as pool_module
+from traitor.runtime.instant import InstantRunner
 from traitor.runtime.abc import RunRequest, RunResult, ScriptRunner
 from traitor.runtime.jsmodules import prepare, syntax_error, tokenize
 from traitor.runtime.pool import WorkerPool
@@ -224,34 +225,9 @@ async def test_the_workers_library_cache_is_bounded_in_bytes_too(pool: WorkerPoo
 # =========================================================================== the resolver
 
 
-class RecordingRunner(ScriptRunner):
+def RecordingRunner() -> InstantRunner:  # noqa: N802 (reads like the class it was)
     """Records requests and answers each at once (the resolver is under test, not the pool)."""
-
-    def __init__(self) -> None:
-        self.requests: list[RunRequest] = []
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self, grace: float = 10.0) -> None:
-        return None
-
-    def submit(self, request: RunRequest, listener: Any = None) -> asyncio.Future[RunResult]:
-        self.requests.append(request)
-        future: asyncio.Future[RunResult] = asyncio.get_running_loop().create_future()
-        future.set_result(RunResult(RunStatus.SUCCESS, 0, 0))
-        return future
-
-    def cancel(self, run_id: str) -> bool:
-        return False
-
-    @property
-    def busy(self) -> int:
-        return 0
-
-    @property
-    def queued(self) -> int:
-        return 0
+    return InstantRunner(record=True)
 
 
 @pytest.fixture
@@ -264,7 +240,7 @@ async def sqlite(tmp_path: Path) -> AsyncIterator[SqliteStore]:
         await store.close()
 
 
-async def resolve(resolver: LibraryResolver, runner: RecordingRunner, script: str) -> RunRequest:
+async def resolve(resolver: LibraryResolver, runner: InstantRunner, script: str) -> RunRequest:
     await resolver.submit(runner, RunRequest(f"r{len(runner.requests)}", "job", script))
     return runner.requests[-1]
 
