@@ -122,9 +122,10 @@ from traitor.runtime.instant import InstantRunner as NullRunner  # noqa: E402  (
 
 
 class Recorder(Middleware):
-    """Records, per fire, the scheduled instant and the clock when the engine got it
-    (``on_fire``, read here per fire: the engine's own ``lateness_ms`` argument is
-    taken once per batch) and when its run was handed to the runtime."""
+    """Records, per fire, the scheduled instant and the clock when the engine had
+    queued it for dispatch (``on_fires``: read here once the whole batch is queued,
+    as the dispatcher can take none of it before) and when its run was handed to the
+    runtime."""
 
     def __init__(self) -> None:
         self.fire_at = array("q")
@@ -136,9 +137,10 @@ class Recorder(Middleware):
         self.last_finished_s = 0.0
         self._clock = time.time_ns
 
-    def on_fire(self, job_id: str, scheduled_at: int, lateness_ms: int) -> None:
-        self.fire_at.append(scheduled_at)
-        self.fire_ns.append(self._clock())
+    def on_fires(self, fires: Sequence[Any], handed_at: int) -> None:
+        ns = self._clock()
+        self.fire_at.extend([fire[1] for fire in fires])
+        self.fire_ns.extend([ns] * len(fires))
 
     def on_run_started(self, run: Run) -> None:
         self.start_at.append(run.scheduled_at)
@@ -151,7 +153,7 @@ class Recorder(Middleware):
             self.first_finished_s = self.last_finished_s
 
     def fire_lateness(self, first: int, last: int) -> list[float]:
-        """Lateness (ms) at ``on_fire`` of fires scheduled in ``[first, last)``."""
+        """Lateness (ms) at ``on_fires`` of fires scheduled in ``[first, last)``."""
         return [ns / 1e6 - at for at, ns in zip(self.fire_at, self.fire_ns) if first <= at < last]
 
     def start_lateness(self, first: int, last: int) -> list[float]:

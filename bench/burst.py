@@ -5,7 +5,7 @@ few seconds ahead (e.g. ``S M * * * *``, ``S M,X * * * *``, ``S M H * * *`` …)
 scheduler cannot answer them all with one cached cron search. Reported: the time
 from T until the first and the last fire was handed over (and the median).
 
-* Traitor (engine as in figure 1, in-memory store, no-op runner): at ``on_fire``
+* Traitor (engine as in figure 1, in-memory store, no-op runner): at ``on_fires``
   (wheel → dispatcher, the primary figure) and at the hand-off to the runtime
   (``on_run_started``). The ``sqlite`` variant runs the same burst on the real SQLite
   store, so the hand-off includes reading the 10,000 jobs and claiming 10,000 runs

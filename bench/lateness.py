@@ -12,8 +12,9 @@ fires never handed over appear only in the missed count.
 * Traitor: a real :class:`~traitor.scheduler.engine.Engine` (real wheel, driver,
   schedules, cron evaluator, dispatcher, metrics middleware) on an in-memory store
   and a runner that completes every run at once. Measured at the middleware hook
-  ``on_fire`` (clock read per fire), i.e. when the wheel hands the fire to the
-  engine's dispatcher; also reported: the hand-off to the runtime (``on_run_started``:
+  ``on_fires`` (clock read once the whole due batch is queued: the dispatcher can
+  take none of it before), i.e. when the wheel's fires reach the engine's
+  dispatcher; also reported: the hand-off to the runtime (``on_run_started``:
   job read, run claimed in the store, ``runner.submit`` called).
 * APScheduler 3.11: ``AsyncIOScheduler`` + ``MemoryJobStore`` + ``AsyncIOExecutor``, an
   ``async`` no-op, ``misfire_grace_time=1``, ``coalesce=False``, one shared

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections import Counter as Tally
+from operator import itemgetter
+from typing import TYPE_CHECKING, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -11,6 +13,9 @@ from traitor.scheduler.middleware import Middleware
 if TYPE_CHECKING:
     from traitor.domain.job import Job, Run
     from traitor.scheduler.engine import Engine
+    from traitor.scheduler.middleware import Fire
+
+_SCHEDULED_AT = itemgetter(1)
 
 
 class MetricsMiddleware(Middleware):
@@ -44,13 +49,15 @@ class MetricsMiddleware(Middleware):
         self._pending_runs: dict[tuple[str, int | None], int] = {}  # (status, duration ms) -> runs
         self._pending_started = 0
 
-    def on_fire(self, job_id: str, scheduled_at: int, lateness_ms: int) -> None:
+    def on_fires(self, fires: Sequence[Fire], handed_at: int) -> None:
         # Fires come in bursts of thousands sharing one lateness: count them per
-        # lateness here (a dict update, ~0.1 µs) and fold the counts into the Prometheus
-        # metrics at scrape time (refresh), instead of two locked metric updates per
-        # fire (~2.5 µs) inside the burst. Scrapes see the same values.
+        # lateness here (counted in C, then a dict update per instant) and fold the counts
+        # into the Prometheus metrics at scrape time (refresh), instead of two locked
+        # metric updates per fire (~2.5 µs) inside the burst. Scrapes see the same values.
         pending = self._pending_fires
-        pending[lateness_ms] = pending.get(lateness_ms, 0) + 1
+        for at, count in Tally(map(_SCHEDULED_AT, fires)).items():
+            lateness_ms = handed_at - at
+            pending[lateness_ms] = pending.get(lateness_ms, 0) + count
         if len(pending) > 1024:
             self._fold_fires()
 

@@ -3,8 +3,8 @@
 Fire path (all on the event loop, no task per fire):
 
 1. The :class:`~traitor.scheduler.wheel.WheelDriver` hands every entry due at
-   an instant to :meth:`Engine._on_due` in one call. A cron job is re-armed
-   there and then from its *scheduled* instant, so lateness never accumulates.
+   an instant to :meth:`Engine._on_due` in one call. A cron job is re-armed on
+   the loop's next turn from its *scheduled* instant, so lateness never accumulates.
 2. Fires this node does not own (cluster mode) are remembered briefly so a
    node can take them over if their owner dies; owned ones queue for dispatch.
 3. One dispatcher task reads the due jobs in one batch, applies the overlap
@@ -22,9 +22,10 @@ import logging
 import random
 import socket
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from traitor.cluster.abc import Coordinator
 from traitor.cluster.standalone import StandaloneCoordinator
@@ -77,6 +78,37 @@ def concurrency_cap(job: Job) -> int:
     return 1_000_000 if job.overlap is Overlap.ALLOW else 1
 
 
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    # A burst allocates tuples per fire: keep the cyclic GC (a dozen young
+    # collections per 5,000 fires) out of the burst; it runs right after.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _next_fires(batch: list[tuple[int, str, object]], skip: set[str]) -> list[tuple[str, int, object]]:
+    """Wheel entries re-arming the cron jobs of a fired batch at their next fire (one
+    next-fire look-up per run of fires sharing a schedule and an instant)."""
+    out: list[tuple[str, int, object]] = []
+    add = out.append
+    last_schedule: object = None
+    last_at = nxt = None
+    for at, job_id, schedule in batch:
+        if schedule is None or job_id in skip:
+            continue
+        if schedule is not last_schedule or at != last_at:
+            last_schedule, last_at = schedule, at
+            nxt = schedule.next_after(at)  # type: ignore[attr-defined]
+        if nxt is not None:
+            add((job_id, nxt, schedule))
+    return out
+
+
 class Engine:
     """Owns the wheel; arms, fires and runs jobs. One per process."""
 
@@ -114,6 +146,10 @@ class Engine:
         self.started = False
         #: Cluster mode only: the version of each job as armed here, for reconciliation.
         self._versions: dict[str, int] | None = None
+        #: Fired batches whose cron jobs await re-arming (see _on_due), and the jobs
+        #: armed or disarmed meanwhile, which keep their new state.
+        self._rearm_pending: list[list[tuple[int, str, object]]] | None = None
+        self._rearm_cancelled: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -176,6 +212,8 @@ class Engine:
             return None
         if self._versions is not None:
             self._versions[job.job_id] = job.version
+        if self._rearm_pending is not None:
+            self._rearm_cancelled.add(job.job_id)
         if job.exec_type is ExecType.TIMING:
             schedule = self._schedule(job)
             at = schedule.next_after(now_ms() if after is None else after)
@@ -190,6 +228,8 @@ class Engine:
         return at
 
     def disarm(self, job_id: str) -> None:
+        if self._rearm_pending is not None:
+            self._rearm_cancelled.add(job_id)
         self.driver.disarm(job_id)
         self._queued.pop(job_id, None)
         if self._versions is not None:
@@ -271,51 +311,52 @@ class Engine:
 
     # ------------------------------------------------------------------ firing
     def _on_due(self, batch: list[tuple[int, str, object]]) -> None:
-        """Called by the wheel driver with every entry due now (on the loop)."""
-        # A burst allocates two tuples per fire: keep the cyclic GC (a dozen young
-        # collections per 5,000 fires) out of the burst; it runs right after.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            self._fire_batch(batch)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
+        """Called by the wheel driver with every entry due now (on the loop).
 
-    def _fire_batch(self, batch: list[tuple[int, str, object]]) -> None:
+        Hands the fires over first and re-arms their cron jobs on the loop's next
+        turn, after the dispatcher has started on them: the last fire of a burst of
+        thousands then waits only for the hand-over of those before it, not for their
+        next-fire look-ups and re-arming as well."""
+        first = self._rearm_pending is None
+        if first:
+            self._rearm_pending, self._rearm_cancelled = [], set()
+        self._rearm_pending.append(batch)  # before the hooks: they may arm or disarm these jobs
+        with _cyclic_gc_paused():
+            self._hand_over(batch)
+        if first:  # scheduled after the dispatcher's wake-up, so it runs after it
+            asyncio.get_running_loop().call_soon(self._rearm_fired)
+
+    def _hand_over(self, batch: list[tuple[int, str, object]]) -> None:
         now = now_ms()
-        owns, healthy = self.coordinator.owns, self.coordinator.healthy
-        due = self._due
-        # Hot loops (a burst is thousands of fires). First re-arm every cron job of the
-        # batch in one wheel call (one next-fire look-up per run of fires sharing a
-        # schedule and an instant), so hooks see each job already re-armed, as before.
-        rearm: list[tuple[str, int, object]] = []
-        add = rearm.append
-        last_schedule: object = None
-        last_at = nxt = None
-        for at, job_id, schedule in batch:
-            if schedule is not None:
-                if schedule is not last_schedule or at != last_at:
-                    last_schedule, last_at = schedule, at
-                    nxt = schedule.next_after(at)  # type: ignore[attr-defined]
-                if nxt is not None:
-                    add((job_id, nxt, schedule))
-        if rearm:
-            self.driver.arm_many(rearm)
-        append_due = due.append
-        hooks = [mw.on_fire for mw in self.middleware]
         scheduled = Trigger.SCHEDULE
-        for at, job_id, schedule in batch:
-            for hook in hooks:
-                hook(job_id, at, now - at)
-            fire = (job_id, at, scheduled, 0)
-            if healthy and owns(job_id) and not self.paused:
-                append_due(fire)
+        fires = [(job_id, at, scheduled, 0) for at, job_id, _ in batch]
+        runnable = self.coordinator.healthy and not self.paused
+        owns = self.coordinator.owns
+        queue, remember = self._due.append, self._unowned.append
+        for fire in fires:
+            if runnable and owns(fire[0]):
+                queue(fire)
             else:
-                self._unowned.append((now, fire))
+                remember((now, fire))
         self._forget_old_unowned(now)
-        if due:
+        if self._due:
             self._due_event.set()
+        for mw in self.middleware:
+            mw.on_fires(fires, now)
+
+    def _rearm_fired(self) -> None:
+        """Arm each fired cron job at its next fire, unless it was armed or disarmed
+        since it fired (an update or a delete wins over the old schedule)."""
+        batches, cancelled = self._rearm_pending or [], self._rearm_cancelled
+        self._rearm_pending = None
+        if self._closing:
+            return
+        with _cyclic_gc_paused():
+            rearm: list[tuple[str, int, object]] = []
+            for batch in batches:
+                rearm.extend(_next_fires(batch, cancelled))
+            if rearm:
+                self.driver.arm_many(rearm)
 
     def _forget_old_unowned(self, now: int) -> None:
         horizon = now - int(self.config.takeover_window * 1000)

@@ -8,15 +8,22 @@ and must never raise (exceptions are logged and swallowed).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
-    from traitor.domain.job import Job, Run
+    from traitor.domain.job import Job, Run, Trigger
+
+    #: (job_id, scheduled_at, trigger, attempt), as queued for dispatch.
+    Fire = tuple[str, int, Trigger, int]
 
 
 class Middleware:
-    def on_fire(self, job_id: str, scheduled_at: int, lateness_ms: int) -> None:
-        """The wheel handed a due fire to the engine, ``lateness_ms`` after its instant."""
+    def on_fires(self, fires: Sequence[Fire], handed_at: int) -> None:
+        """The wheel's due fires were queued for dispatch at ``handed_at`` (ms).
+
+        Called once per batch (cron instants are whole seconds, so a batch can hold
+        thousands of fires): each fire's lateness is ``handed_at - fire[1]``. Keep it
+        linear and cheap: the batch's dispatch waits for every hook."""
 
     def on_run_started(self, run: Run) -> None:
         """A claimed run was handed to the runtime."""
