@@ -254,19 +254,8 @@ class TimingWheel:
             self._payloads[key] = payload
         if when < self._bound:
             self._place_late(key, when)
-            return
-        # inline _place_wheel: the hot path
-        t = when if self._tick == 1 else when // self._tick
-        x = t ^ self._cur
-        if 0 <= x < self._top_limit:
-            level = self._lvl[x.bit_length()]
-            s = (t >> self._shifts[level]) & self._mask
-            slot = self._slots[level][s]
-            if not slot:
-                self._bm[level] |= 1 << s
-            slot[key] = when
         else:
-            self._place_far(key, when, t)
+            self._place_wheel(key, when)
 
     def arm_many(self, items: Iterable[tuple[str, int, object]]) -> int:
         """Arm every ``(key, when_ms, payload)`` (cold start); returns how many."""
@@ -299,7 +288,8 @@ class TimingWheel:
             if payload is not None:
                 payloads[key] = payload
             count += 1
-            # bound and cur cannot change while arming
+            # bound and cur cannot change while arming; _place_wheel inlined: a cold
+            # start arms a million entries here
             if when < self._bound:
                 place_late(key, when)
                 continue
