@@ -17,7 +17,7 @@ from clusterkit import PG_URL, RedisServer, redis_server, requires_pg  # noqa: F
 from traitor.cluster.redis import RedisCoordinator
 from traitor.domain.job import ExecType, Job, JobState, Run, RunStatus, new_id
 from traitor.domain.timeutil import now_ms
-from traitor.runtime.abc import RunRequest, RunResult, ScriptRunner
+from traitor.runtime.abc import ConsoleLine, RunRequest, RunResult, ScriptRunner
 from traitor.scheduler.engine import Engine, EngineConfig
 from traitor.store import open_store
 from traitor.store.abc import RunQuery
@@ -43,9 +43,9 @@ async def add_node(redis_server: RedisServer) -> AsyncIterator:  # noqa: F811
     name = f"eng_{uuid.uuid4().hex[:10]}"
     engines: list[Engine] = []
 
-    async def add(node_id: str) -> Engine:
+    async def add(node_id: str, runner: ScriptRunner | None = None) -> Engine:
         coordinator = RedisCoordinator(redis_server.url, cluster=name, node_id=node_id, **FAST)
-        engine = Engine(open_store(PG_URL, namespace=name), InstantRunner(), coordinator,
+        engine = Engine(open_store(PG_URL, namespace=name), runner or InstantRunner(), coordinator,
                         EngineConfig(node_id=node_id, timezone="UTC"))
         engines.append(engine)
         await engine.start()
@@ -244,3 +244,81 @@ async def test_runs_left_running_are_marked_crashed(
     run = await a.store.get_run(stale[1].run_id)
     assert run is not None and run.status is RunStatus.CRASHED and "restarted" in (run.error or "")
     assert c.coordinator.stats["crash_marked"] == 1
+
+
+class TalkingRunner(InstantRunner):
+    """Prints two console lines per run (naming the node), then succeeds."""
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__()
+        self.node_id = node_id
+
+    def submit(self, request: RunRequest, listener=None) -> asyncio.Future[RunResult]:
+        if listener is not None:
+            listener(ConsoleLine(now_ms(), "info", f"hello from {self.node_id}"))
+            listener(ConsoleLine(now_ms(), "warn", f"bye from {self.node_id}"))
+        return super().submit(request, listener)
+
+
+class FollowLog:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []  # (kind, run id, detail)
+
+    def on_run(self, run: Run) -> None:
+        self.events.append(("run", run.run_id, run.status.value))
+
+    def on_line(self, run: Run, line: ConsoleLine) -> None:
+        self.events.append(("line", run.run_id, f"{line.level} {line.text}"))
+
+    def on_done(self, run: Run) -> None:
+        self.events.append(("done", run.run_id, run.status.value))
+
+    def runs(self) -> dict[str, list[tuple[str, str]]]:
+        by_run: dict[str, list[tuple[str, str]]] = {}
+        for kind, run_id, detail in self.events:
+            by_run.setdefault(run_id, []).append((kind, detail))
+        return by_run
+
+
+async def test_a_client_on_one_node_follows_runs_on_the_other(add_node) -> None:
+    a, b = await add_node("a", TalkingRunner("a")), await add_node("b", TalkingRunner("b"))
+    await eventually(lambda: a.coordinator.members() == ["a", "b"] == b.coordinator.members(), 3.0)
+    job = every_second()
+    while a.coordinator.owner(job.job_id) != "b":
+        job = every_second()
+    followed = FollowLog()
+    stop = a.follow_job(job.job_id, followed.on_run, followed.on_line, followed.on_done)
+    await eventually(lambda: b.coordinator.followed_elsewhere(job.job_id), 2.0)  # about one heartbeat
+    await a.store.add_job(job)
+    a.arm(job), b.arm(job)
+    await eventually(lambda: sum(1 for r in followed.runs().values() if r[-1][0] == "done") >= 2, 5.0)
+    for events in list(followed.runs().values())[:2]:
+        assert events == [("run", "running"), ("line", "info hello from b"), ("line", "warn bye from b"),
+                          ("done", "success")]
+    stop()
+    await eventually(lambda: not b.coordinator.followed_elsewhere(job.job_id), 2.0)
+    seen = len(followed.events)
+    await asyncio.sleep(1.5)
+    assert len(followed.events) == seen, "events kept coming after the client stopped following"
+
+
+async def test_a_run_on_the_followers_own_node_is_streamed_once(add_node) -> None:
+    a, b = await add_node("a", TalkingRunner("a")), await add_node("b", TalkingRunner("b"))
+    await eventually(lambda: a.coordinator.members() == ["a", "b"] == b.coordinator.members(), 3.0)
+    job = every_second()
+    while a.coordinator.owner(job.job_id) != "a":
+        job = every_second()
+    on_a, on_b = FollowLog(), FollowLog()
+    stops = [a.follow_job(job.job_id, on_a.on_run, on_a.on_line, on_a.on_done),
+             b.follow_job(job.job_id, on_b.on_run, on_b.on_line, on_b.on_done)]
+    await eventually(lambda: a.coordinator.followed_elsewhere(job.job_id), 2.0)
+    await a.store.add_job(job)
+    a.arm(job), b.arm(job)
+    await eventually(lambda: sum(1 for r in on_b.runs().values() if r[-1][0] == "done") >= 2, 5.0)
+    await asyncio.sleep(0.3)
+    expected = [("run", "running"), ("line", "info hello from a"), ("line", "warn bye from a"), ("done", "success")]
+    for log in (on_a, on_b):
+        finished = [events for events in log.runs().values() if events[-1][0] == "done"]
+        assert len(finished) >= 2 and all(events == expected for events in finished)
+    for stop in stops:
+        stop()

@@ -5,8 +5,8 @@
   closes with 1000. Nothing is stored; the schedule is untouched.
 * ``/api/v1/debug``: the same for a script sent by the client (the editor's
   unsaved text); every frame is JSON.
-* ``/api/v1/jobs/{id}/follow``: streams the console of the job's scheduled
-  runs on this node as they happen, until the client leaves.
+* ``/api/v1/jobs/{id}/follow``: streams the console of the job's runs as they
+  happen, on whichever node of the cluster runs them, until the client leaves.
 
 A client leaving cancels its own debug run and nothing else.
 """
@@ -22,7 +22,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from traitor.api.app import context
 from traitor.api.serialize import run_json
-from traitor.domain.job import Job, ExecType, Run
+from traitor.domain.job import Job, ExecType
 from traitor.runtime.abc import ConsoleLine, RunResult
 
 router = APIRouter(tags=["live output"])
@@ -131,18 +131,12 @@ async def follow_job(websocket: WebSocket, job_id: str) -> None:
         await websocket.close(code=CLOSE_NOT_FOUND, reason="no such job")
         return
     frames: asyncio.Queue[str] = asyncio.Queue()
-    unsubscribers: list[Callable[[], None]] = []
-
-    def on_run(run: Run) -> None:
-        frames.put_nowait(json.dumps({"type": "run", **run_json(run, output=False)}))
-        unsubscribers.append(engine.follow_run(
-            run.run_id,
-            lambda line: frames.put_nowait(_line_frame(line)),
-            lambda done: frames.put_nowait(json.dumps({"type": "status", **run_json(done, output=False)})),
-        ))
-        unsubscribers.append(engine.on_next_run(job_id, on_run))
-
-    unsubscribers.append(engine.on_next_run(job_id, on_run))
+    stop_following = engine.follow_job(
+        job_id,
+        on_run=lambda run: frames.put_nowait(json.dumps({"type": "run", **run_json(run, output=False)})),
+        on_line=lambda run, line: frames.put_nowait(_line_frame(line)),
+        on_done=lambda run: frames.put_nowait(json.dumps({"type": "status", **run_json(run, output=False)})),
+    )
     receiver = asyncio.ensure_future(websocket.receive_text())
     try:
         while True:
@@ -156,5 +150,4 @@ async def follow_job(websocket: WebSocket, job_id: str) -> None:
         pass
     finally:
         receiver.cancel()
-        for unsubscribe in unsubscribers:
-            unsubscribe()
+        stop_following()

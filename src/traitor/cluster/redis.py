@@ -65,7 +65,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from traitor.cluster.abc import ChangeCallback, Coordinator
+from traitor.cluster.abc import ChangeCallback, Coordinator, FollowListener
+from traitor.cluster.relay import FollowRelay
 from traitor.cluster.ring import DEFAULT_VNODES, HashRing
 from traitor.domain.job import RunStatus
 from traitor.domain.timeutil import now_ms
@@ -99,6 +100,12 @@ def keys_for(cluster: str, prefix: str = "traitor") -> tuple[str, str, str]:
     """``(members zset, node key prefix, changes channel)`` of ``cluster``."""
     base = f"{prefix}:{{{cluster}}}"
     return f"{base}:nodes", f"{base}:node:", f"{base}:changes"
+
+
+def follow_keys_for(cluster: str, prefix: str = "traitor") -> tuple[str, str]:
+    """``(followed hash, follow events channel)`` of ``cluster`` (see ``relay.py``)."""
+    base = f"{prefix}:{{{cluster}}}"
+    return f"{base}:followed", f"{base}:follow"
 
 
 class RedisCoordinator(Coordinator):
@@ -138,6 +145,7 @@ class RedisCoordinator(Coordinator):
         self.op_timeout = op_timeout if op_timeout is not None else max(0.2, min(2 * heartbeat_interval, ttl / 3))
         self.members_key, self._node_prefix, self.channel = keys_for(cluster, prefix)
         self.node_key = self._node_prefix + node_id
+        self.follows = FollowRelay(node_id, *follow_keys_for(cluster, prefix), op_timeout=self.op_timeout)
 
         self._redis: aioredis.Redis | None = None
         self._sub_redis: aioredis.Redis | None = None
@@ -197,6 +205,7 @@ class RedisCoordinator(Coordinator):
         self._redis = self._client(socket_timeout=self.op_timeout, max_connections=8)
         self._sub_redis = self._client(socket_timeout=None, socket_keepalive=True)
         self._heartbeat_script = self._redis.register_script(HEARTBEAT_LUA)
+        self.follows.bind(self._redis)
         loop = asyncio.get_running_loop()
         if self._engine is None:
             # Not attached to an engine (tests, tools): join now if Redis answers.
@@ -207,6 +216,8 @@ class RedisCoordinator(Coordinator):
         self._tasks = [
             loop.create_task(self._heartbeat_loop(), name="traitor-heartbeat"),
             loop.create_task(self._subscribe_loop(), name="traitor-subscribe"),
+            loop.create_task(self.follows.announce_loop(), name="traitor-follow-announce"),
+            loop.create_task(self.follows.publish_loop(), name="traitor-follow-relay"),
         ]
         if self._engine is not None:
             self._tasks.append(loop.create_task(self._reconcile_loop(), name="traitor-reconcile"))
@@ -229,6 +240,7 @@ class RedisCoordinator(Coordinator):
         self._tasks = []
         if leave:
             await self._leave()
+            await self.follows.leave()
         self._members = []
         self._ring = HashRing((), self.vnodes)
         self._last_ok = float("-inf")
@@ -239,6 +251,7 @@ class RedisCoordinator(Coordinator):
                 except Exception:
                     pass
         self._redis = self._sub_redis = None
+        self.follows.bind(None)
 
     # ------------------------------------------------------------------ the interface
     def owns(self, job_id: str) -> bool:
@@ -277,6 +290,15 @@ class RedisCoordinator(Coordinator):
         except Exception as exc:
             # Best effort: the other nodes' reconciliation picks the change up.
             log.warning("could not announce the change of job %s (%s); other nodes will reconcile", job_id, exc)
+
+    def followed_elsewhere(self, job_id: str) -> bool:
+        return self.follows.followed_elsewhere(job_id)
+
+    def relay(self, job_id: str, kind: str, data: Any) -> None:
+        self.follows.relay(job_id, kind, data)
+
+    def follow(self, job_id: str, listener: FollowListener) -> Callable[[], None]:
+        return self.follows.follow(job_id, listener)
 
     # ------------------------------------------------------------------ membership
     async def _heartbeat_once(self) -> bool:
@@ -356,6 +378,7 @@ class RedisCoordinator(Coordinator):
                 elif await self._heartbeat_once():
                     backoff = min(0.1, self.heartbeat_interval)
                     await self._after_heartbeat()
+                    await self.follows.refresh()
                     delay = self.heartbeat_interval - (time.monotonic() - started)
                 else:
                     # Retry quickly at first (a Redis restart takes a moment), never slower than the interval.
@@ -461,12 +484,13 @@ class RedisCoordinator(Coordinator):
     async def _subscribe_loop(self) -> None:
         backoff = 0.1
         first = True
+        follow_channel = (self.follows.channel, self.follows.channel.encode())
         while not self._closing:
             pubsub = None
             try:
                 assert self._sub_redis is not None
                 pubsub = self._sub_redis.pubsub(ignore_subscribe_messages=True)
-                await asyncio.wait_for(pubsub.subscribe(self.channel), self.op_timeout)
+                await asyncio.wait_for(pubsub.subscribe(self.channel, self.follows.channel), self.op_timeout)
                 if not first:
                     log.info("cluster %r: change channel subscribed again; reconciling", self.cluster)
                     self._reconcile_now.set()  # messages sent while we were away are lost
@@ -477,7 +501,10 @@ class RedisCoordinator(Coordinator):
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is None or message.get("type") != "message":
                         continue
-                    await self._deliver(message.get("data"))
+                    if message.get("channel") in follow_channel:
+                        self.follows.deliver(message.get("data"))
+                    else:
+                        await self._deliver(message.get("data"))
             except asyncio.CancelledError:
                 self.subscribed = False
                 if pubsub is not None:

@@ -23,9 +23,9 @@ import random
 import socket
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from traitor.cluster.abc import Coordinator
 from traitor.cluster.standalone import StandaloneCoordinator
@@ -37,6 +37,7 @@ from traitor.scheduler.libraries import LIBRARY_KEY_PREFIX, LibraryResolver
 from traitor.scheduler.middleware import Middleware
 from traitor.scheduler.schedules import Schedule, schedule_for
 from traitor.scheduler.wheel import TimingWheel, WheelDriver
+from traitor.store import codec
 from traitor.store.abc import JobStore, get_jobs
 
 log = logging.getLogger("traitor.engine")
@@ -150,6 +151,8 @@ class Engine:
         #: armed or disarmed meanwhile, which keep their new state.
         self._rearm_pending: list[list[tuple[int, str, object]]] | None = None
         self._rearm_cancelled: set[str] = set()
+        #: Runs whose events go to followers on other nodes: run id -> job id.
+        self._relayed: dict[str, str] = {}
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -483,16 +486,23 @@ class Engine:
 
     def _start(self, run: Run, job: Job) -> None:
         run.started_at = now_ms()
-        future = self.libraries.submit(self.runner, self._request(run.run_id, job), partial(self._emit_line, run.run_id))
-        future.add_done_callback(partial(self._run_done, run, job))
+        # Followers first: a runner may emit console lines as soon as it has the run.
         for callback in self._job_followers.pop(job.job_id, ()):
             callback(run)
+        if self.coordinator.followed_elsewhere(job.job_id):
+            self._relayed[run.run_id] = job.job_id
+            self.coordinator.relay(job.job_id, "run", codec.run_values(run))
+        future = self.libraries.submit(self.runner, self._request(run.run_id, job), partial(self._emit_line, run.run_id))
+        future.add_done_callback(partial(self._run_done, run, job))
         for mw in self.middleware:
             mw.on_run_started(run)
 
     def _emit_line(self, run_id: str, line: ConsoleLine) -> None:
         for listener in self._followers.get(run_id, ()):
             listener(line)
+        job_id = self._relayed.get(run_id)
+        if job_id is not None:
+            self.coordinator.relay(job_id, "line", [run_id, line.ts, line.level, line.text])
 
     def _run_done(self, run: Run, job: Job, future: asyncio.Future[RunResult]) -> None:
         self._release(job.job_id)
@@ -510,6 +520,9 @@ class Engine:
         self._followers.pop(run.run_id, None)
         for watcher in self._done_watchers.pop(run.run_id, ()):
             watcher(run)
+        relayed_job = self._relayed.pop(run.run_id, None)
+        if relayed_job is not None:
+            self.coordinator.relay(relayed_job, "status", codec.run_values(replace(run, output="")))
         self._record_final(run, job)
         if run.status.failed and run.attempt < job.retries and not self._closing:
             self._schedule_retry(run)
@@ -638,6 +651,52 @@ class Engine:
                 callbacks.remove(callback)
 
         return unsubscribe
+
+    def follow_job(
+        self,
+        job_id: str,
+        on_run: Callable[[Run], None],
+        on_line: Callable[[Run, ConsoleLine], None],
+        on_done: Callable[[Run], None],
+    ) -> Callable[[], None]:
+        """Follow every run of ``job_id`` that starts from now on, on this node or on
+        any other node of the cluster: ``on_run`` as it starts, ``on_line`` for each
+        console line, ``on_done`` with its final state. Returns the function that
+        stops following."""
+        next_run: list[Callable[[], None]] = []
+        live: dict[str, Callable[[], None]] = {}  # local runs followed: run id -> stop
+        remote: dict[str, Run] = {}  # runs on other nodes, by id
+
+        def done(run: Run) -> None:
+            live.pop(run.run_id, None)
+            on_done(run)
+
+        def local_run(run: Run) -> None:
+            next_run[:] = [self.on_next_run(job_id, local_run)]
+            on_run(run)
+            live[run.run_id] = self.follow_run(run.run_id, partial(on_line, run), done)
+
+        def remote_event(kind: str, data: Any) -> None:
+            if kind == "line":
+                run_id, ts, level, text = data
+                if run_id in remote:
+                    on_line(remote[run_id], ConsoleLine(int(ts), str(level), str(text)))
+                return
+            run = codec.run_from_row(data)
+            if kind == "run":
+                remote[run.run_id] = run
+                on_run(run)
+            elif kind == "status" and remote.pop(run.run_id, None) is not None:
+                on_done(run)
+
+        next_run.append(self.on_next_run(job_id, local_run))
+        stop_remote = self.coordinator.follow(job_id, remote_event)
+
+        def stop() -> None:
+            for step in [*next_run, *live.values(), stop_remote]:
+                step()
+
+        return stop
 
     def debug(self, job: Job, listener: LineListener, script: str | None = None) -> tuple[str, asyncio.Future[RunResult]]:
         """Run a script now, streaming console lines to ``listener``; nothing is stored.
