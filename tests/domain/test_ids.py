@@ -1,0 +1,25 @@
+"""Job and run ids: random version-4 UUIDs in canonical text form, as the original's
+clients parse them."""
+
+from __future__ import annotations
+
+import uuid
+
+from traitor.domain.job import new_id
+
+
+def test_ids_are_canonical_random_version_4_uuids() -> None:
+    ids = [new_id() for _ in range(20_000)]
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    assert len(set(ids)) == len(ids)
+
+
+def test_every_hex_digit_appears_in_the_random_positions() -> None:
+    ids = [new_id().replace("-", "") for _ in range(2_000)]
+    random_positions = [i for i in range(32) if i not in (12, 16)]
+    for position in random_positions:
+        assert len({text[position] for text in ids}) == 16, position
+    assert {text[16] for text in ids} == set("89ab")
