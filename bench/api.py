@@ -4,6 +4,8 @@
   ``POST /api/job?type=timing`` (a new stopped job: validated, written and committed
   before the response — ``synchronous=NORMAL``, the default) back to back for
   ``create_s`` seconds after a 0.5 s warm-up; completed 200s per second.
+* **Server CPU per create**: the server process's CPU time (all threads, /proc) over
+  the create phase divided by the creates answered in it; steady on a busy machine.
 * **GET p99**: ``GET /api/job?id=…`` of random jobs created above, sent open-loop at
   ``get_rps`` requests/s for ``get_s`` seconds (a request's latency is counted from
   the instant it was *due*, so a stalled server is not hidden by a waiting client:
@@ -67,15 +69,27 @@ async def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path, tim
     raise RuntimeError(f"server not healthy in {timeout} s")
 
 
-async def _creates(port: int, clients: int, seconds: float, warmup: float = 0.5) -> dict[str, Any]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads), from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        # Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _creates(port: int, clients: int, seconds: float, warmup: float = 0.5,
+                   server_pid: int | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     measure_from = start + warmup
     end = measure_from + seconds
     done: list[float] = []
     errors: dict[int, int] = {}
     ids: list[str] = []
+    answered = 0  # every 200 of the phase, warm-up included: the denominator of the server's CPU
+    cpu_before = _cpu_seconds(server_pid) if server_pid else None
 
     async def client(n: int) -> None:
+        nonlocal answered
         conn = await Connection(HOST, port).open()
         i = 0
         try:
@@ -88,6 +102,7 @@ async def _creates(port: int, clients: int, seconds: float, warmup: float = 0.5)
                 if status != 200:
                     errors[status] = errors.get(status, 0) + 1
                     continue
+                answered += 1
                 if measure_from <= sent and now <= end:
                     done.append(now - sent)
                 if len(ids) < 5000:
@@ -96,9 +111,14 @@ async def _creates(port: int, clients: int, seconds: float, warmup: float = 0.5)
             conn.close()
 
     await asyncio.gather(*(client(n) for n in range(clients)))
+    cpu_us = None
+    if cpu_before is not None and server_pid and answered:
+        # Robust to a noisy machine, unlike creates/s: CPU time the server spent per create.
+        cpu_us = (_cpu_seconds(server_pid) - cpu_before) * 1e6 / answered
     lat = summary([x * 1000 for x in done])
     return {"creates": len(done), "creates_per_s": len(done) / seconds, "errors": errors,
-            "latency_p50_ms": lat["p50"], "latency_p99_ms": lat["p99"], "ids": ids}
+            "latency_p50_ms": lat["p50"], "latency_p99_ms": lat["p99"], "server_cpu_us_per_create": cpu_us,
+            "ids": ids}
 
 
 async def _gets(port: int, ids: list[str], rate: float, seconds: float, warmup: float = 0.5) -> dict[str, Any]:
@@ -173,7 +193,7 @@ def measure(kind: str, create_s: float, get_s: float, get_rps: float = 1000.0, c
                     subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-r", "250", "-f", "raw",
                                       "-o", spy, "-p", str(proc.pid), "-d", str(int(create_s + get_s + 2))],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                created = await _creates(port, clients, create_s)
+                created = await _creates(port, clients, create_s, server_pid=proc.pid)
                 ids = created.pop("ids") or ["none"]
                 gets = await _gets(port, ids, get_rps, get_s)
                 return {"system": kind, "clients": clients, **created, "get": gets}

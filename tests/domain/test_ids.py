@@ -3,8 +3,12 @@ clients parse them."""
 
 from __future__ import annotations
 
+import os
 import uuid
 
+import pytest
+
+from traitor.domain import job as job_module
 from traitor.domain.job import new_id
 
 
@@ -23,3 +27,18 @@ def test_every_hex_digit_appears_in_the_random_positions() -> None:
     for position in random_positions:
         assert len({text[position] for text in ids}) == 16, position
     assert {text[16] for text in ids} == set("89ab")
+
+
+def test_random_bytes_are_read_for_many_ids_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[int] = []
+    real = os.urandom
+
+    def urandom(size: int) -> bytes:
+        reads.append(size)
+        return real(size)
+
+    monkeypatch.setattr(job_module.os, "urandom", urandom)
+    job_module._random_hex.clear()
+    ids = [new_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert reads == [16 * 256] * 4  # ceil(1000 / 256) reads, not one per id

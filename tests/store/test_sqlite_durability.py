@@ -9,8 +9,10 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -206,5 +208,63 @@ async def test_a_busy_point_read_falls_back_to_a_reader_thread(tmp_path: Path) -
         assert await store.kv_get(job.job_id, "k") == "v"
         assert await store.get_run("none") is None
         assert Busy.calls == 3
+    finally:
+        await store.close()
+
+
+async def _batched(store: SqliteStore, *writes: Any) -> list[Any]:
+    """Run ``writes`` (coroutines) as one batch of the writer: it is held busy while they queue."""
+    gate = threading.Event()
+    held = asyncio.ensure_future(store._write(lambda conn: gate.wait(10)))
+    await asyncio.sleep(0.05)  # the writer is now inside the holding batch
+    tasks = [asyncio.ensure_future(write) for write in writes]
+    await asyncio.sleep(0)  # every task has queued its operation
+    gate.set()
+    await held
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_single_statement_writes_skip_savepoints(tmp_path: Path) -> None:
+    """A job create is one INSERT: in a batch it runs without SAVEPOINT / RELEASE, and a
+    failing one (duplicate id) still leaves the rest of its batch committed."""
+    store = SqliteStore(tmp_path / "t.db")
+    await store.start()
+    statements: list[str] = []
+    try:
+        taken = _job(0)
+        await store.add_job(taken)
+        await store._write(lambda conn: conn.set_trace_callback(statements.append))
+        jobs = [_job(i) for i in range(1, 9)]
+        results = await _batched(store, *(store.add_job(job) for job in jobs[:4]), store.add_job(taken),
+                                 *(store.add_job(job) for job in jobs[4:]), store.delete_job(jobs[0].job_id))
+        await store._write(lambda conn: conn.set_trace_callback(None))
+        assert [type(r) for r in results if r is not None] == [ConflictError, bool]
+        assert (await store.count_jobs())["total"] == 8  # 1 + 8 created, 1 deleted
+        savepoints = [s for s in statements if s.startswith("SAVEPOINT")]
+        assert len(savepoints) == 1, statements  # only delete_job's (three statements)
+        assert sum(s.startswith("INSERT INTO jobs") for s in statements) == 9
+        inserts = [i for i, s in enumerate(statements) if s.startswith("INSERT INTO jobs")]
+        assert "COMMIT" not in statements[inserts[0] : inserts[-1]]  # one batch, one transaction
+    finally:
+        await store.close()
+
+
+async def test_a_write_that_ends_the_transaction_fails_its_whole_batch(tmp_path: Path) -> None:
+    """Disk full or an I/O error rolls back the whole transaction, undoing the batch's
+    earlier operations: none of them may then be reported as done."""
+    store = SqliteStore(tmp_path / "t.db")
+    await store.start()
+    try:
+        def fatal(conn: sqlite3.Connection) -> None:
+            conn.execute("ROLLBACK")  # as SQLite does on SQLITE_FULL
+            raise sqlite3.OperationalError("database or disk is full")
+
+        jobs = [_job(i) for i in range(6)]
+        results = await _batched(store, *(store.add_job(job) for job in jobs[:3]),
+                                 store._write(fatal, one_statement=True), *(store.add_job(job) for job in jobs[3:]))
+        assert all(isinstance(r, sqlite3.OperationalError) for r in results), results
+        assert (await store.count_jobs())["total"] == 0
+        await store.add_job(jobs[0])  # the writer goes on
+        assert (await store.count_jobs())["total"] == 1
     finally:
         await store.close()

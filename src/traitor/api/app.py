@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from traitor.domain.errors import ConflictError, NotFoundError, ValidationError
+from traitor.domain.errors import ConflictError, NotFoundError, TraitorError, ValidationError
 from traitor.scheduler.engine import Engine
 from traitor.scheduler.jobs import JobService
 
@@ -33,6 +33,9 @@ class ApiSettings:
     mode: str = "std"
     #: Checks a bearer token; ``None`` means the API is open (loopback only).
     authenticate: Callable[[str], Awaitable[bool]] | None = None
+    #: Serve ordinary compatibility creates on the fast lane (``compat.CreateFastLane``);
+    #: ``False`` sends every request through FastAPI's routing (tests compare the two).
+    fast_creates: bool = True
 
 
 @dataclass
@@ -79,6 +82,10 @@ def create_app(engine: Engine, settings: ApiSettings | None = None, *, manage_en
     app.include_router(debug.router)
     app.include_router(health.router)
     mount_ui(app)
+    # Middleware added first runs innermost: the fast lane sees requests only after the
+    # token check, the body limit and the JSON-by-default label, as the routes do.
+    if settings.fast_creates:
+        app.add_middleware(compat.CreateFastLane, jobs=app.state.ctx.jobs)
     app.add_middleware(JsonByDefaultMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.authenticate is not None:
@@ -88,8 +95,22 @@ def create_app(engine: Engine, settings: ApiSettings | None = None, *, manage_en
     return app
 
 
+#: The HTTP status each domain error answers with (body ``{"error": str(exc)}``).
+ERROR_STATUS: dict[type[TraitorError], int] = {ValidationError: 400, NotFoundError: 404, ConflictError: 409}
+
+
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+def error_status(exc: BaseException) -> int | None:
+    """The status :data:`ERROR_STATUS` gives ``exc`` (by its nearest class, as handlers are
+    looked up), or ``None`` for an unexpected exception (a 500)."""
+    for cls in type(exc).__mro__:
+        status = ERROR_STATUS.get(cls)  # type: ignore[call-overload]
+        if status is not None:
+            return status
+    return None
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
@@ -110,21 +131,15 @@ def _describe_validation(exc: RequestValidationError) -> str:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ValidationError)
-    async def _bad_input(request: Request, exc: ValidationError) -> JSONResponse:
-        return error(400, str(exc))
+    async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+        return error(error_status(exc) or 500, str(exc))
+
+    for cls in ERROR_STATUS:
+        app.add_exception_handler(cls, _domain_error)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return error(400, _describe_validation(exc))
-
-    @app.exception_handler(NotFoundError)
-    async def _not_found(request: Request, exc: NotFoundError) -> JSONResponse:
-        return error(404, str(exc))
-
-    @app.exception_handler(ConflictError)
-    async def _conflict(request: Request, exc: ConflictError) -> JSONResponse:
-        return error(409, str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -201,9 +216,10 @@ class JsonByDefaultMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/api/") and scope["path"] != "/api/script":
-            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
             declared = next((v for k, v in scope["headers"] if k == b"content-type"), b"")
+            # Copy the scope only to relabel it: most requests already say what they send.
             if not declared or declared.startswith(b"application/x-www-form-urlencoded"):
+                headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
                 scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
         await self.app(scope, receive, send)
 

@@ -5,7 +5,8 @@ Threads and connections
 * **One writer thread** owns the only writing connection. Every write method turns
   into an operation queued for it; the thread takes *every* operation waiting in its
   queue, runs them in one ``BEGIN IMMEDIATE`` transaction (each inside its own
-  savepoint, so one failing operation does not undo the others), commits once, and
+  savepoint, or for a single statement SQLite's statement rollback, so one failing
+  operation does not undo the others), commits once, and
   only then resolves each caller's future on its event loop
   (``loop.call_soon_threadsafe``). So a write coroutine returns after its commit, and
   32 concurrent writers cost a handful of commits instead of 32 (group commit).
@@ -322,12 +323,19 @@ class SqliteStore(JobStore):
             raise RuntimeError("the SQLite store is not started: await store.start() first")
 
     # ------------------------------------------------------------------ the writer
-    async def _write(self, op: Callable[[sqlite3.Connection], Any]) -> Any:
-        """Queue ``op`` for the writer thread; return its result once committed."""
+    async def _write(self, op: Callable[[sqlite3.Connection], Any], *, one_statement: bool = False) -> Any:
+        """Queue ``op`` for the writer thread; return its result once committed.
+
+        ``one_statement``: ``op`` runs a single SQL statement (``execute``, not
+        ``executemany``). SQLite undoes a failed statement by itself and keeps the
+        transaction, so such an operation needs no savepoint of its own in a batch: that
+        saves two statements per job create (``SAVEPOINT`` / ``RELEASE``, ~4 µs of the
+        writer thread, which competes with the event loop for the GIL).
+        """
         self._check_open()
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._writes.put((op, loop, fut))
+        self._writes.put((op, loop, fut, one_statement))
         return await fut
 
     def _writer_main(self, conn: sqlite3.Connection) -> None:
@@ -371,28 +379,34 @@ class SqliteStore(JobStore):
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
-            results = [(loop, fut, exc, None) for _, loop, fut in batch]
+            results = [(loop, fut, exc, None) for _, loop, fut, _ in batch]
         self.stats["writes"] += len(batch)
         _deliver(results)
 
     def _transaction(self, conn: sqlite3.Connection, batch: list[Any]) -> list[_Result]:
-        """Run ``batch`` in one transaction; per-operation failures are isolated by savepoints."""
+        """Run ``batch`` in one transaction; per-operation failures are isolated by savepoints
+        (or, for a single statement, by SQLite's own statement rollback)."""
         results: list[_Result] = []
         conn.execute("BEGIN IMMEDIATE")
         single = len(batch) == 1
         ok = 0
-        for op, loop, fut in batch:
-            if not single:
+        for op, loop, fut, one_statement in batch:
+            guarded = not single and not one_statement
+            if guarded:
                 conn.execute("SAVEPOINT op")
             try:
                 value = op(conn)
             except BaseException as exc:
-                if not single:
+                if guarded:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
+                elif not conn.in_transaction:
+                    # An error that ends the whole transaction (disk full, I/O error): the
+                    # operations before this one are undone too, so the batch fails as one.
+                    raise
                 results.append((loop, fut, exc, None))
             else:
-                if not single:
+                if guarded:
                     conn.execute("RELEASE op")
                 results.append((loop, fut, None, value))
                 ok += 1
@@ -462,7 +476,7 @@ class SqliteStore(JobStore):
                     raise ConflictError(f"a job with id {job.job_id!r} already exists") from None
                 raise
 
-        await self._write(op)
+        await self._write(op, one_statement=True)
 
     async def get_job(self, job_id: str) -> Job | None:
         row = await self._point(f"{_JOB_SELECT} WHERE job_id = ?", (job_id,))
@@ -487,7 +501,7 @@ class SqliteStore(JobStore):
     async def update_job(self, job: Job) -> bool:
         values = codec.job_values(job)
         params = (*values[1:], values[0])
-        return await self._write(lambda conn: conn.execute(_JOB_UPDATE, params).rowcount > 0)
+        return await self._write(lambda conn: conn.execute(_JOB_UPDATE, params).rowcount > 0, one_statement=True)
 
     async def delete_job(self, job_id: str) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
@@ -654,7 +668,8 @@ class SqliteStore(JobStore):
                     ) WHERE rn > ?
                 )
             )"""
-        return await self._write(lambda conn: conn.execute(sql, (int(older_than), keep)).rowcount)
+        params = (int(older_than), keep)
+        return await self._write(lambda conn: conn.execute(sql, params).rowcount, one_statement=True)
 
     # ------------------------------------------------------------------ key/value
     async def kv_get(self, job_id: str, key: str) -> str | None:
@@ -667,12 +682,13 @@ class SqliteStore(JobStore):
             "INSERT INTO kv (job_id, key, value) VALUES (?, ?, ?) "
             "ON CONFLICT (job_id, key) DO UPDATE SET value = excluded.value"
         )
-        await self._write(lambda conn: conn.execute(sql, params) and None)
+        await self._write(lambda conn: conn.execute(sql, params) and None, one_statement=True)
 
     async def kv_delete(self, job_id: str, key: str) -> bool:
         params = (job_id, codec.clean_text(key))
         return await self._write(
-            lambda conn: conn.execute("DELETE FROM kv WHERE job_id = ? AND key = ?", params).rowcount > 0
+            lambda conn: conn.execute("DELETE FROM kv WHERE job_id = ? AND key = ?", params).rowcount > 0,
+            one_statement=True,
         )
 
 
