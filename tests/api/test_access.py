@@ -146,11 +146,14 @@ def test_export_and_import_round_trip_with_dry_run(tmp_path) -> None:
     api = httpx.Client(base_url=source.url, timeout=10)
     for i in range(3):
         api.post("/api/job?type=timing", json={"name": f"j{i}", "cron": "0 0 1 1 *", "script": f"// {i}"})
+    api.post("/api/v1/libraries", json={"name": "shared", "source": "exports.v = 1;"})
+    api.put("/api/v1/libraries/shared", json={"source": "exports.v = 2;"})
     source.stop()
     exported = cli("export", "--data-dir", str(tmp_path / "a"))
     assert exported.returncode == 0, exported.stderr
     jobs = json.loads(exported.stdout)["jobs"]
     assert sorted(j["name"] for j in jobs) == ["j0", "j1", "j2"] and all("script" in j for j in jobs)
+    assert [len(lib["versions"]) for lib in json.loads(exported.stdout)["libraries"]] == [2]
 
     dump = tmp_path / "jobs.json"
     dump.write_text(exported.stdout)
@@ -158,9 +161,10 @@ def test_export_and_import_round_trip_with_dry_run(tmp_path) -> None:
     assert dry.returncode == 0 and "3 created" in dry.stderr and "would be" in dry.stderr
     assert "importing [" in dry.stderr, "progress is shown"
     real = cli("import", str(dump), "--data-dir", str(tmp_path / "b"))
-    assert real.returncode == 0 and "3 created" in real.stderr
+    assert real.returncode == 0 and "3 created" in real.stderr and "2 versions created" in real.stderr
     again = cli("import", str(dump), "--data-dir", str(tmp_path / "b"))
     assert "0 created, 0 updated, 3 unchanged" in again.stderr
+    assert "0 versions created, 2 unchanged" in again.stderr
 
     target = ServerProcess(tmp_path / "b").start()
     try:

@@ -5,8 +5,10 @@ create a job, trigger it, read the run's output."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, AsyncIterator
 
 import httpx
 import pytest
@@ -279,3 +281,75 @@ async def test_openapi_documents_the_routes(client: httpx.AsyncClient) -> None:
     assert {"201", "400", "409"} <= set(create["responses"])
     schema = create["responses"]["201"]["content"]["application/json"]["schema"]
     assert schema["$ref"].endswith("/LibraryData")
+
+
+# =========================================================================== export / import
+
+
+@contextlib.asynccontextmanager
+async def another_service(data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """A second, empty service (its own SQLite store and worker), as a client."""
+    from traitor.api.app import ApiSettings, create_app
+    from traitor.cli.config import parse_settings
+    from traitor.cli.main import build_engine
+
+    settings = parse_settings(["--data-dir", str(data_dir), "--workers", "1", "--timezone", "UTC"], environ={})
+    engine, _ = build_engine(settings)
+    await engine.start()
+    app = create_app(engine, ApiSettings(max_body_bytes=settings.max_body), manage_engine=False)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://other.test") as http:
+            yield http
+    finally:
+        await engine.close(2.0)
+
+
+async def import_(client: httpx.AsyncClient, document: Any, dry_run: bool = False) -> dict[str, Any]:
+    response = await client.post("/api/v1/import", params={"dryRun": str(dry_run).lower()}, json=document)
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+async def test_an_export_carries_every_library_version_and_pinned_jobs_run_the_same_after_import(
+        client: httpx.AsyncClient, tmp_path: Path) -> None:
+    await make(client, "answer", "exports.value = 'one';")
+    await update(client, "answer", "exports.value = 'two';")
+    await make(client, "other", "exports.x = 1;")
+    pinned = await job(client, "console.log(require('lib/answer@1').value, require('lib/answer').value)", "pinned")
+    document = (await client.get("/api/v1/export")).json()
+    assert document["libraries"] == [
+        {"name": "answer", "versions": [{"version": 1, "source": "exports.value = 'one';"},
+                                        {"version": 2, "source": "exports.value = 'two';"}]},
+        {"name": "other", "versions": [{"version": 1, "source": "exports.x = 1;"}]},
+    ]
+    async with another_service(tmp_path / "other") as other:
+        preview = await import_(other, document, dry_run=True)
+        assert preview["libraries"] == {"created": ["answer@1", "answer@2", "other@1"], "unchanged": [], "errors": []}
+        assert (await other.get("/api/v1/libraries")).json()["data"] == []  # a dry run writes nothing
+
+        done = await import_(other, document)
+        assert done["libraries"]["created"] == ["answer@1", "answer@2", "other@1"] and done["created"] == [pinned]
+        assert printed(await run(other, pinned)) == ["one two"]
+
+        again = await import_(other, document)
+        assert again["libraries"] == {"created": [], "unchanged": ["answer@1", "answer@2", "other@1"], "errors": []}
+        assert again["unchanged"] == [pinned]
+
+
+async def test_an_import_never_rewrites_a_library_version_the_store_holds_otherwise(
+        client: httpx.AsyncClient, tmp_path: Path) -> None:
+    await make(client, "answer", "exports.value = 'here';")
+    document = {"jobs": [], "libraries": [
+        {"name": "answer", "versions": [{"version": 1, "source": "exports.value = 'elsewhere';"},
+                                        {"version": 2, "source": "exports.value = 'later';"}]},
+        {"name": "gap", "versions": [{"version": 3, "source": "exports.x = 3;"}]},
+        {"name": "Bad Name!", "versions": [{"version": 1, "source": "1"}]},
+    ]}
+    report = (await import_(client, document))["libraries"]
+    assert report["created"] == [] and report["unchanged"] == []
+    problems = {p.get("library") or p["index"]: p["error"] for p in report["errors"]}
+    assert set(problems) == {"answer@1", "gap@3", 2}
+    assert "never rewritten" in problems["answer@1"] and "would number it 1" in problems["gap@3"]
+    kept = (await client.get("/api/v1/libraries/answer")).json()["data"]
+    assert (kept["version"], kept["source"]) == (1, "exports.value = 'here';")
+    assert (await client.get("/api/v1/libraries/gap")).status_code == 404

@@ -165,22 +165,42 @@ class CronPreviewData(BaseModel):
     data: CronPreviewOut
 
 
+class LibraryImportOut(BaseModel):
+    """Per ``NAME@VERSION``: added, already there, or refused (with the reason)."""
+
+    created: list[str]
+    unchanged: list[str]
+    errors: list[dict[str, Any]]
+
+
 class ImportOut(BaseModel):
     dryRun: bool
     created: list[str]
     updated: list[str]
     unchanged: list[str]
     errors: list[dict[str, Any]]
+    libraries: LibraryImportOut
 
 
 class ImportData(BaseModel):
     data: ImportOut
 
 
+class ExportedLibraryVersion(BaseModel):
+    version: int
+    source: str
+
+
+class ExportedLibrary(BaseModel):
+    name: str
+    versions: list[ExportedLibraryVersion] = Field(description="every version, oldest first")
+
+
 class ExportOut(BaseModel):
     version: int
     exportedAt: str
     jobs: list[JobOut]
+    libraries: list[ExportedLibrary] = Field(default_factory=list, description="script libraries, every version")
 
 
 class StatsOut(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Request
@@ -28,6 +29,7 @@ from traitor.api.serialize import job_json, run_json
 from traitor.domain.errors import NotFoundError, ValidationError
 from traitor.domain.job import ExecType, JobState, RunStatus
 from traitor.domain.timeutil import now_ms, parse_rfc3339, to_rfc3339
+from traitor.scheduler.libraries import LibraryService, exported_libraries
 from traitor.store.abc import JobQuery, RunQuery, get_jobs
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
@@ -229,7 +231,8 @@ async def get_run(request: Request, run_id: str = Path(..., min_length=1, max_le
 async def export_jobs(request: Request) -> JSONResponse:
     ctx = context(request)
     jobs = [job_json(job, None, script=True) async for job in ctx.jobs.export()]
-    return JSONResponse({"version": 1, "exportedAt": to_rfc3339(now_ms()), "jobs": jobs})
+    libraries = await LibraryService(ctx.engine).export()
+    return JSONResponse({"version": 1, "exportedAt": to_rfc3339(now_ms()), "jobs": jobs, "libraries": libraries})
 
 
 @router.post(
@@ -245,9 +248,13 @@ async def import_jobs(request: Request, dryRun: bool = Query(False)) -> JSONResp
         body = await request.json()
     except ValueError:
         raise ValidationError(None, "malformed JSON body") from None
-    report = await context(request).jobs.import_jobs(body, dry_run=dryRun)
+    ctx = context(request)
+    # Libraries first: the imported jobs may require them.
+    libraries = await LibraryService(ctx.engine).import_libraries(exported_libraries(body), dry_run=dryRun)
+    report = await ctx.jobs.import_jobs(body, dry_run=dryRun)
     return JSONResponse({"data": {"dryRun": dryRun, "created": report.created, "updated": report.updated,
-                                  "unchanged": report.unchanged, "errors": report.errors}})
+                                  "unchanged": report.unchanged, "errors": report.errors,
+                                  "libraries": asdict(libraries)}})
 
 
 @router.post("/cron/preview", summary="Check a cron expression: its meaning and next fires",

@@ -51,14 +51,18 @@ async def _export(settings: Any) -> int:
     from traitor.api.serialize import job_json
     from traitor.domain.timeutil import now_ms, to_rfc3339
 
+    from traitor.scheduler.libraries import LibraryService
+
     store, jobs = await _service(settings)
     try:
         items = [job_json(job, None, script=True) async for job in jobs.export()]
+        libraries = await LibraryService(jobs.engine).export()
     finally:
         await store.close()
-    json.dump({"version": 1, "exportedAt": to_rfc3339(now_ms()), "jobs": items}, sys.stdout, indent=2)
+    json.dump({"version": 1, "exportedAt": to_rfc3339(now_ms()), "jobs": items, "libraries": libraries},
+              sys.stdout, indent=2)
     sys.stdout.write("\n")
-    print(f"exported {len(items)} jobs", file=sys.stderr)
+    print(f"exported {len(items)} jobs and {len(libraries)} libraries", file=sys.stderr)
     return 0
 
 
@@ -71,8 +75,11 @@ async def _import(settings: Any, path: str, dry_run: bool) -> int:
     except (OSError, ValueError) as exc:
         print(f"traitor: error: cannot read {path}: {exc}", file=sys.stderr)
         return 1
+    from traitor.scheduler.libraries import LibraryService, exported_libraries
+
     store, jobs = await _service(settings)
     try:
+        libraries = await LibraryService(jobs.engine).import_libraries(exported_libraries(payload), dry_run=dry_run)
         report = await jobs.import_jobs(payload, dry_run=dry_run, progress=_progress)
     except ValidationError as exc:
         print(f"traitor: error: {exc}", file=sys.stderr)
@@ -81,11 +88,16 @@ async def _import(settings: Any, path: str, dry_run: bool) -> int:
         await store.close()
     print(file=sys.stderr)
     verb = "would be" if dry_run else "were"
-    print(f"{len(report.created)} created, {len(report.updated)} updated, {len(report.unchanged)} unchanged "
+    print(f"libraries: {len(libraries.created)} versions created, {len(libraries.unchanged)} unchanged, "
+          f"{len(libraries.errors)} rejected", file=sys.stderr)
+    for problem in libraries.errors:
+        print(f"  library {problem.get('library', '#' + str(problem.get('index')))}: {problem['error']}",
+              file=sys.stderr)
+    print(f"jobs: {len(report.created)} created, {len(report.updated)} updated, {len(report.unchanged)} unchanged "
           f"({verb} applied), {len(report.errors)} rejected", file=sys.stderr)
     for problem in report.errors:
         print(f"  job #{problem['index']}: {problem['field'] or ''} {problem['error']}", file=sys.stderr)
-    return 1 if report.errors else 0
+    return 1 if report.errors or libraries.errors else 0
 
 
 def _progress(done: int, total: int) -> None:

@@ -433,6 +433,22 @@ def syntax_json(error: tuple[str, int, int] | None) -> dict[str, Any] | None:
     return {"message": message, "line": line, "column": column}
 
 
+def exported_libraries(document: Any) -> list[Any]:
+    """The ``libraries`` of an export document (none in a bare array of jobs, or in
+    exports made before libraries were exported)."""
+    libraries = document.get("libraries", []) if isinstance(document, dict) else []
+    return libraries if libraries is not None else []
+
+
+@dataclass(slots=True)
+class LibraryImportReport:
+    """What an import did (or, in a dry run, would do) per ``NAME@VERSION``."""
+
+    created: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
 class LibraryService:
     """Library management for the API: rules, writes, usage checks, change notices."""
 
@@ -521,6 +537,82 @@ class LibraryService:
             raise NotFoundError(f"no library named {name!r}")
         self.resolver.note(None, name)
         await self.engine.coordinator.publish(LIBRARY_KEY_PREFIX + name, 0)
+
+    # ------------------------------------------------------------------ export / import
+    async def export(self) -> list[dict[str, Any]]:
+        """Every library with every version, oldest first (jobs may pin any of them):
+        ``[{"name": …, "versions": [{"version": n, "source": …}, …]}, …]``."""
+        exported = []
+        for info in await self.store.list_libraries():
+            versions = []
+            for entry in sorted(await self.store.list_library_versions(info.name), key=lambda v: v.version):
+                lv = await self.store.get_library(info.name, entry.version)
+                if lv is not None:
+                    versions.append({"version": lv.version, "source": lv.source})
+            exported.append({"name": info.name, "versions": versions})
+        return exported
+
+    async def import_libraries(self, items: Any, *, dry_run: bool = False) -> LibraryImportReport:
+        """Recreate exported libraries version by version, idempotently.
+
+        A version the store holds with the same source is unchanged. A missing one is
+        added only when it is the number the store gives next, so that ``lib/x@N`` in
+        the imported jobs means the same source as where they came from. Anything else
+        (another source under that number, a gap) is reported and not written: a
+        library's history is never rewritten. Each library is checked on its own."""
+        if not isinstance(items, list):
+            raise ValidationError("libraries", "expected a JSON array of libraries")
+        report = LibraryImportReport()
+        for index, item in enumerate(items):
+            try:
+                name, versions = self._exported_library(item)
+            except ValidationError as exc:
+                report.errors.append({"index": index, "field": exc.field, "error": exc.message})
+                continue
+            await self._import_versions(name, versions, dry_run, report)
+        return report
+
+    def _exported_library(self, item: Any) -> tuple[str, list[tuple[int, str]]]:
+        if not isinstance(item, dict):
+            raise ValidationError("libraries", "each library must be an object")
+        name = validate_name(item.get("name"))
+        raw = item.get("versions")
+        if not isinstance(raw, list) or not raw:
+            raise ValidationError("versions", "must be a non-empty array of {version, source}")
+        versions = []
+        for entry in raw:
+            number = entry.get("version") if isinstance(entry, dict) else None
+            if type(number) is not int or number < 1:
+                raise ValidationError("version", "must be a positive integer")
+            versions.append((number, validate_source(entry.get("source"), self.max_bytes)))
+        return name, sorted(versions)
+
+    async def _import_versions(self, name: str, versions: list[tuple[int, str]], dry_run: bool,
+                               report: LibraryImportReport) -> None:
+        latest = await self.store.get_library(name)
+        next_number = latest.version + 1 if latest is not None else 1
+        for number, source in versions:
+            label = f"{name}@{number}"
+            held = await self.store.get_library(name, number) if number < next_number else None
+            if held is not None:
+                if held.source == source:
+                    report.unchanged.append(label)
+                    continue
+                report.errors.append({"library": label, "error": "the store holds another source under this "
+                                      "version; a library's versions are never rewritten"})
+                return
+            if number != next_number:
+                report.errors.append({"library": label, "error": f"this store would number it {next_number}; "
+                                      "versions are kept only in their original numbering"})
+                return
+            if not dry_run:
+                lv = await self.store.add_library_version(name, source)
+                await self._changed(lv)
+                if lv.version != number:  # a deleted library's numbering goes on
+                    report.errors.append({"library": label, "error": f"stored as version {lv.version}"})
+                    return
+            report.created.append(label)
+            next_number += 1
 
     @staticmethod
     def _known_name(name: Any) -> str:
