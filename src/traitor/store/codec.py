@@ -88,6 +88,14 @@ def _member(table: dict[Any, Any], enum: Any, value: Any) -> Any:
         return enum(value)  # raises ValueError naming the bad value
 
 
+#: (column position, code table, enum) of the columns stored as codes.
+_JOB_ENUMS = tuple((JOB_COLUMNS.index(column), table, enum) for column, table, enum in (
+    ("exec_type", _EXEC_TYPES, ExecType), ("state", _STATES, JobState),
+    ("overlap", _OVERLAPS, Overlap), ("misfire", _MISFIRES, Misfire)))
+_RUN_ENUMS = tuple((RUN_COLUMNS.index(column), table, enum) for column, table, enum in (
+    ("status", _STATUSES, RunStatus), ("trigger", _TRIGGERS, Trigger)))
+
+
 def clean_text(value: str) -> str:
     """``value`` made encodable as UTF-8.
 
@@ -159,51 +167,9 @@ def job_values(job: Job) -> tuple[Any, ...]:
 
 
 def job_from_row(row: Sequence[Any]) -> Job:
-    """A job from a row whose first columns are :data:`JOB_COLUMNS` in order."""
-    (
-        job_id,
-        exec_type,
-        name,
-        description,
-        cron,
-        exec_at,
-        script,
-        state,
-        timezone,
-        timeout,
-        memory_limit,
-        overlap,
-        misfire,
-        misfire_grace,
-        retries,
-        last_exec_time,
-        created_at,
-        updated_at,
-        version,
-        max_concurrent,
-    ) = row[:20]
-    return Job(
-        job_id,
-        _member(_EXEC_TYPES, ExecType, exec_type),
-        name,
-        description,
-        cron,
-        exec_at,
-        script,
-        _member(_STATES, JobState, state),
-        timezone,
-        timeout,
-        memory_limit,
-        _member(_OVERLAPS, Overlap, overlap),
-        _member(_MISFIRES, Misfire, misfire),
-        misfire_grace,
-        retries,
-        last_exec_time,
-        created_at,
-        updated_at,
-        version,
-        max_concurrent,
-    )
+    """A job from a row whose first columns are :data:`JOB_COLUMNS` in order (the
+    order of :class:`Job`'s fields)."""
+    return Job(*_decoded(row, len(JOB_COLUMNS), _JOB_ENUMS))
 
 
 def job_document(job: Job) -> dict[str, Any]:
@@ -240,20 +206,19 @@ def run_values(run: Run) -> tuple[Any, ...]:
 
 
 def run_from_row(row: Sequence[Any]) -> Run:
-    run_id, job_id, scheduled_at, status, trigger, attempt, started_at, finished_at, node, output, error = row[:11]
-    return Run(
-        run_id,
-        job_id,
-        scheduled_at,
-        _member(_STATUSES, RunStatus, status),
-        _member(_TRIGGERS, Trigger, trigger),
-        attempt,
-        started_at,
-        finished_at,
-        node,
-        output,
-        error,
-    )
+    """A run from a row whose first columns are :data:`RUN_COLUMNS` in order (the
+    order of :class:`Run`'s fields)."""
+    return Run(*_decoded(row, len(RUN_COLUMNS), _RUN_ENUMS))
+
+
+def _decoded(row: Sequence[Any], width: int, enums: tuple[tuple[int, dict[Any, Any], Any], ...]) -> list[Any]:
+    """The first ``width`` values of ``row``, with stored codes turned into enum members."""
+    values = list(row[:width])
+    for i, table, enum in enums:
+        code = values[i]
+        member = table.get(code)
+        values[i] = member if member is not None else enum(code)  # enum() names a bad code
+    return values
 
 
 def run_document(run: Run) -> dict[str, Any]:
