@@ -12,11 +12,11 @@ RUN pip install --no-cache-dir --no-deps . \
  && useradd --create-home --uid 10001 traitor \
  && mkdir -p /data && chown traitor /data
 
-USER traitor
+USER 10001
 VOLUME ["/data"]
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s \
-  CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz').status != 200)"
+  CMD ["python", "-c", "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz').status != 200)"]
 
 # Binding 0.0.0.0 needs a token: pass TRAITOR_TOKEN (or TRAITOR_INSECURE=1 on a private network).
 ENTRYPOINT ["traitor"]
