@@ -138,3 +138,20 @@ async def test_metrics_count_every_fire_of_a_batch_with_its_lateness(engine) -> 
     assert lateness["traitor_fire_lateness_seconds_count"] == fired
     handed = sum(handed_at - at for fires, handed_at in log.batches for _, at, _, _ in fires) / 1000
     assert lateness["traitor_fire_lateness_seconds_sum"] == pytest.approx(handed)
+
+
+async def test_a_long_start_up_logs_its_arming_progress(tmp_path: Path, monkeypatch, caplog) -> None:
+    from traitor.scheduler import engine as engine_module
+
+    store = SqliteStore(tmp_path / "many.db")
+    await store.start()
+    for _ in range(12_000):
+        await store.add_job(every_second())
+    await store.close()
+    monkeypatch.setattr(engine_module, "ARMING_LOG_EVERY", 0.0)  # a line per batch read
+    eng = Engine(SqliteStore(tmp_path / "many.db"), InstantRunner(), config=EngineConfig(node_id="t"))
+    with caplog.at_level("INFO", logger="traitor.engine"):
+        await eng.start()
+    await eng.close(1.0)
+    read = [int(r.getMessage().split()[1]) for r in caplog.records if r.getMessage().startswith("arming:")]
+    assert len(read) >= 2 and read == sorted(read) and read[-1] == 12_000

@@ -21,6 +21,7 @@ import gc
 import logging
 import random
 import socket
+import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -108,6 +109,26 @@ def _next_fires(batch: list[tuple[int, str, object]], skip: set[str]) -> list[tu
         if nxt is not None:
             add((job_id, nxt, schedule))
     return out
+
+
+#: Seconds between two progress lines while a start-up arms its jobs.
+ARMING_LOG_EVERY = 2.0
+
+
+class _ArmingProgress:
+    """Logs how a long start-up arming goes (a million jobs take seconds), every
+    :data:`ARMING_LOG_EVERY` seconds, so an operator sees it move."""
+
+    def __init__(self) -> None:
+        self.every = ARMING_LOG_EVERY
+        self.started = time.monotonic()
+        self.next_at = self.started + self.every
+
+    def step(self, read: int) -> None:
+        now = time.monotonic()
+        if now >= self.next_at:
+            self.next_at = now + self.every
+            log.info("arming: %d enabled jobs read so far (%.0f/s)", read, read / (now - self.started))
 
 
 class Engine:
@@ -253,9 +274,10 @@ class Engine:
     async def arm_all(self) -> int:
         """Arm every enabled job from the store, applying misfire policies to fires
         whose instant passed while the service was down."""
-        count = 0
+        count = read = 0
         now = now_ms()
         versions = self._versions
+        progress = _ArmingProgress()
         async for batch in self.store.iter_jobs(enabled_only=True):
             entries = []
             for job in batch:
@@ -266,6 +288,8 @@ class Engine:
                     entries.append(entry)
             self.wheel.arm_many(entries)
             count += len(entries)
+            read += len(batch)
+            progress.step(read)
             await asyncio.sleep(0)
         if self._due:
             self._due_event.set()
