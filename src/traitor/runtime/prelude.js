@@ -6,6 +6,10 @@
 // other parts load on first use: the core raises a host signal (below) and the host
 // evaluates the part's bytecode in this context, synchronously, before the signal
 // returns. Without the native hooks every part is evaluated up front from source.
+// Every closure and object made here costs each run (≈ 0.5 µs apiece on a small VM, and
+// reading its bytecode about as much again), so the core keeps to what the host needs and
+// to stubs; even its console section is left out, and loaded on first use, when the
+// script's text does not name `console`.
 //
 // Globals for scripts: console, setTimeout/setInterval/setImmediate and their clear*,
 // require, and fetch (only when an `http` host module with a fetch export exists).
@@ -29,15 +33,15 @@
 // Error stacks are cut at the first prelude frame ("(prelude:" or a __t_ name).
 
 //@part core
-(function (G, LIMIT, HOOKS, FETCH) {
+(function (G, LIMIT, HOOKS, FETCH, LAZY_CONSOLE) {
   "use strict";
-  var P = Promise, now = Date.now, SIG = {}, sig = 0, rejections = null, NA = /[^\x00-\x7f]/;
+  var P = Promise, now = Date.now, SIG = {}, sig = 0, rejections = null;
   var K = {
     lines: [], calls: [], failure: null, out: 0, truncated: false, waiting: 0, has: [], mods: {},
     LIMIT: LIMIT, now: now, P: P, MapC: Map, stringify: JSON.stringify, parse: JSON.parse,
   };
-  // n >= 0: make sure part n is loaded (0 fmt, 1 timers, 2 require, 3 libs, 4 esm, 5... module
-  // sources);
+  // n >= 0: make sure part n is loaded (0 fmt, 1 timers, 2 require, 3 libs, 4 esm, 5 console,
+  // 6... module sources);
   // n < 0: stop the run.
   function load(n) {
     if (n < 0) {
@@ -63,7 +67,19 @@
     } else (rejections || (rejections = new K.MapC())).set(p, reason);
     return 0;
   };
+  // The console section (between the //@console lines) is the core's when the script's
+  // text names `console`; otherwise the host cuts it out, and it becomes part 5 (see
+  // Prelude in sandbox.py), and `console` is an accessor until first use: reading it
+  // loads the part, assigning it replaces it unread. The section may use K, G, load,
+  // LIMIT and now only.
+  if (LAZY_CONSOLE) Object.defineProperty(G, "console", {
+    get: function () { load(5); return G.console; },
+    set: function (v) { Object.defineProperty(G, "console", { value: v, writable: true, enumerable: true, configurable: true }); },
+    enumerable: true, configurable: true,
+  });
+//@console
   // console.<level>(...args): plain strings, numbers and booleans inline; the rest via fmt.
+  var NA = /[^\x00-\x7f]/;
   function emit(level, args) {
     var n = args.length, s = "", i = 0;
     for (; i < n; i++) {
@@ -95,12 +111,13 @@
   K.emit = function (level, s) { emit(level, [s]); };
   function level(name) { return function () { emit(name, arguments); }; }
   function extra(name) { return function () { load(0); return K.extra(name, arguments); }; }
-  function timer(kind) { return function () { load(1); return K.timer(kind, arguments); }; }
   var c = G.console = {
     log: level("log"), info: level("info"), warn: level("warn"), error: level("error"), debug: level("debug"),
     trace: extra("trace"), assert: extra("assert"), count: extra("count"), time: extra("time"), timeEnd: extra("timeEnd"),
   };
   c.dir = c.log;
+//@console
+  function timer(kind) { return function () { load(1); return K.timer(kind, arguments); }; }
   G.setTimeout = timer(0);
   G.setInterval = timer(1);
   G.setImmediate = timer(2);
@@ -120,8 +137,9 @@
     }
   };
   Object.defineProperty(G, "__t_K", { value: K });
-  // read by the host before the script runs; the script may overwrite it harmlessly
-  G.__t_api = function (op, arg) {
+  // read by the host before the script runs (with the hooks: the core's completion value);
+  // the script may overwrite it harmlessly
+  return (G.__t_api = function (op, arg) {
     if (op === 1) return K.has[1] ? K.fire() : 0;
     if (op === 2) return K.has[2] ? K.settle(arg) : 0;
     if (op === 3) { K.links = K.parse(arg); return 0; }
@@ -138,8 +156,8 @@
     K.lines = [];
     K.calls = [];
     return out;
-  };
-})(globalThis, @@LIMIT@@, @@HOOKS@@, @@FETCH@@);
+  });
+})(globalThis, @@LIMIT@@, @@HOOKS@@, @@FETCH@@, @@LAZY_CONSOLE@@);
 
 //@part fmt
 (function (K) {
