@@ -42,3 +42,15 @@ def test_random_bytes_are_read_for_many_ids_at_once(monkeypatch: pytest.MonkeyPa
     ids = [new_id() for _ in range(1000)]
     assert len(set(ids)) == 1000
     assert reads == [16 * 256] * 4  # ceil(1000 / 256) reads, not one per id
+
+
+def test_run_ids_are_version_7_uuids_that_sort_by_time() -> None:
+    from traitor.domain.job import new_run_id
+
+    ids = [new_run_id(1_800_000_000_000 + i) for i in range(2_000)]
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert parsed.int >> 80 == 1_800_000_000_000 + ids.index(text)  # the 48-bit ms prefix
+    assert sorted(ids) == ids  # one per ms here: later is larger
+    assert len({new_run_id(1_800_000_000_000) for _ in range(1_000)}) == 1_000  # same ms: still unique

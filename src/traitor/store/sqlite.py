@@ -572,26 +572,32 @@ class SqliteStore(JobStore):
     async def set_last_exec(self, updates: Sequence[tuple[str, int, JobState | None]]) -> None:
         if not updates:
             return
-        params = [
-            (last, None if state is None else int(state), job_id)
-            for job_id, last, state in codec.last_per_id(list(updates), lambda u: u[0])
-        ]
-        sql = "UPDATE jobs SET last_exec_time = ?, state = COALESCE(?, state) WHERE job_id = ?"
-        await self._write(lambda conn: conn.executemany(sql, params) and None)
+        latest = codec.last_per_id(list(updates), lambda u: u[0])
+        # Most updates keep the state: leaving it out of their SET spares the state index.
+        times = [(last, job_id) for job_id, last, state in latest if state is None]
+        stops = [(last, int(state), job_id) for job_id, last, state in latest if state is not None]
+
+        def op(conn: sqlite3.Connection) -> None:
+            if times:
+                conn.executemany("UPDATE jobs SET last_exec_time = ? WHERE job_id = ?", times)
+            if stops:
+                conn.executemany("UPDATE jobs SET last_exec_time = ?, state = ? WHERE job_id = ?", stops)
+
+        await self._write(op)
 
     # ------------------------------------------------------------------ runs
     async def claim_runs(self, runs: Sequence[Run]) -> list[Run]:
         if not runs:
             return []
-        rows = [(run, codec.run_values(run)) for run in runs]
+        rows = [codec.run_values(run) for run in runs]
 
         def op(conn: sqlite3.Connection) -> list[Run]:
-            cur = conn.cursor()
-            claimed = []
-            for run, values in rows:
-                if cur.execute(_RUN_INSERT, values).rowcount == 1:
-                    claimed.append(run)
-            return claimed
+            # One statement for the batch; usually every slot is free. Otherwise the
+            # claimed runs are the ones whose (fresh) ids are now stored.
+            if conn.executemany(_RUN_INSERT, rows).rowcount == len(rows):
+                return list(runs)
+            stored = set(_fetch_in(conn, "SELECT run_id FROM runs", "run_id", [run.run_id for run in runs], _first))
+            return [run for run in runs if run.run_id in stored]
 
         return await self._write(op)
 
@@ -602,9 +608,13 @@ class SqliteStore(JobStore):
         final = [codec.RUN_COLUMNS.index(c) for c in codec.RUN_FINAL_COLUMNS]
 
         def op(conn: sqlite3.Connection) -> None:
+            finals = [(*(values[i] for i in final), values[0]) for values in rows]
+            if conn.executemany(_RUN_FINISH, finals).rowcount == len(rows):
+                return  # the usual case: every run was claimed here
+            stored = set(_fetch_in(conn, "SELECT run_id FROM runs", "run_id", [values[0] for values in rows], _first))
             cur = conn.cursor()
             for values in rows:
-                if cur.execute(_RUN_FINISH, (*(values[i] for i in final), values[0])).rowcount:
+                if values[0] in stored:
                     continue
                 if cur.execute(_RUN_INSERT, values).rowcount == 0:
                     log.warning(
@@ -776,6 +786,10 @@ def _fetch_in(
         for row in conn.execute(sql, chunk):
             found[row[0]] = row
     return [convert(found[i]) for i in ids if i in found]
+
+
+def _first(row: Sequence[Any]) -> Any:
+    return row[0]
 
 
 def _jobs_by_id(jobs: list[Job]) -> dict[str, Job]:
