@@ -128,8 +128,7 @@ class Recorder(Middleware):
     runtime."""
 
     def __init__(self) -> None:
-        self.fire_at = array("q")
-        self.fire_ns = array("q")
+        self._batches: list[tuple[int, list[int]]] = []  # (clock ns at on_fires, scheduled instants)
         self.start_at = array("q")
         self.start_ms = array("q")
         self.finished = 0
@@ -138,9 +137,8 @@ class Recorder(Middleware):
         self._clock = time.time_ns
 
     def on_fires(self, fires: Sequence[Any], handed_at: int) -> None:
-        ns = self._clock()
-        self.fire_at.extend([fire[1] for fire in fires])
-        self.fire_ns.extend([ns] * len(fires))
+        # Kept per batch (cheap: the dispatcher waits for this hook), expanded at the end.
+        self._batches.append((self._clock(), [fire[1] for fire in fires]))
 
     def on_run_started(self, run: Run) -> None:
         self.start_at.append(run.scheduled_at)
@@ -154,7 +152,7 @@ class Recorder(Middleware):
 
     def fire_lateness(self, first: int, last: int) -> list[float]:
         """Lateness (ms) at ``on_fires`` of fires scheduled in ``[first, last)``."""
-        return [ns / 1e6 - at for at, ns in zip(self.fire_at, self.fire_ns) if first <= at < last]
+        return [ns / 1e6 - at for ns, ats in self._batches for at in ats if first <= at < last]
 
     def start_lateness(self, first: int, last: int) -> list[float]:
         """Lateness (ms) at the hand-off to the runtime of runs scheduled in ``[first, last)``."""

@@ -41,6 +41,10 @@ class Coordinator(ABC):
     @abstractmethod
     def owns(self, job_id: str) -> bool: ...
 
+    #: ``True`` when ``owns`` answers ``True`` for every job (one node alone): the
+    #: engine then hands a due batch over without asking per fire.
+    owns_all: bool = False
+
     @property
     @abstractmethod
     def healthy(self) -> bool: ...

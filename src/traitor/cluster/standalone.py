@@ -6,6 +6,8 @@ from traitor.cluster.abc import ChangeCallback, Coordinator
 
 
 class StandaloneCoordinator(Coordinator):
+    owns_all = True
+
     def __init__(self, node_id: str) -> None:
         self.node_id = node_id
 

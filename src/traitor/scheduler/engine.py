@@ -358,13 +358,16 @@ class Engine:
         scheduled = Trigger.SCHEDULE
         fires = [(job_id, at, scheduled, 0) for at, job_id, _ in batch]
         runnable = self.coordinator.healthy and not self.paused
-        owns = self.coordinator.owns
-        queue, remember = self._due.append, self._unowned.append
-        for fire in fires:
-            if runnable and owns(fire[0]):
-                queue(fire)
-            else:
-                remember((now, fire))
+        if runnable and self.coordinator.owns_all:
+            self._due.extend(fires)
+        else:
+            owns = self.coordinator.owns
+            queue, remember = self._due.append, self._unowned.append
+            for fire in fires:
+                if runnable and owns(fire[0]):
+                    queue(fire)
+                else:
+                    remember((now, fire))
         self._forget_old_unowned(now)
         if self._due:
             self._due_event.set()

@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from bisect import bisect_left
 from heapq import heapify, heappop, heappush
 from itertools import islice
@@ -74,6 +75,11 @@ from typing import Callable, Iterable, Iterator
 from traitor.domain.timeutil import now_ms as _wall_now_ms
 
 __all__ = ["TimingWheel", "WheelDriver", "LatenessStats"]
+
+
+def _fine_wall_now_ms() -> float:
+    return time.time_ns() / 1e6
+
 
 Due = list[tuple[int, str, object]]
 
@@ -863,7 +869,9 @@ class WheelDriver:
 
     One timer handle (``loop.call_later``) at a time, never a task per fire: it wakes
     at the wheel's next deadline, measured on ``clock`` (wall-clock ms), sleeping at
-    most ``max_sleep_ms`` so that wall-clock jumps are noticed; then it calls
+    most ``max_sleep_ms`` so that wall-clock jumps are noticed. The loop's timers fire
+    up to a millisecond late, so the timer is set ``spin_ms`` early and the last stretch
+    is polled on the loop's next turns (``call_soon``; other callbacks still run). Then it calls
     ``advance(clock())`` and hands the whole due batch to ``on_due`` in one
     synchronous call on the loop.
 
@@ -892,6 +900,7 @@ class WheelDriver:
         on_due: Callable[[Due], None],
         clock: Callable[[], int] = _wall_now_ms,
         max_sleep_ms: int = 1000,
+        spin_ms: float = 1.0,
         prepare_budget: int = 2048,
         prepare_margin_ms: int = 3,
     ) -> None:
@@ -904,7 +913,11 @@ class WheelDriver:
         self.stats = LatenessStats()
         self._on_due = on_due
         self._clock = clock
+        # Wake-ups are planned on a sub-millisecond reading of the same clock: the whole
+        # ms of ``clock`` is up to 1 ms behind, which would make every wake-up that late.
+        self._fine_clock: Callable[[], float] = _fine_wall_now_ms if clock is _wall_now_ms else clock
         self._max_sleep_ms = max_sleep_ms
+        self._spin_ms = spin_ms
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.Handle | None = None
         self._wake_ms: float = math.inf  # wall ms of the pending wake (-inf: immediate)
@@ -960,7 +973,7 @@ class WheelDriver:
         loop = self._loop
         assert loop is not None
         deadline = self.wheel.next_deadline()
-        now = self._clock()
+        now = self._fine_clock()
         if deadline is None:
             delay = self._max_sleep_ms
         else:
@@ -970,9 +983,14 @@ class WheelDriver:
         if delay <= 0:
             self._wake_ms = -math.inf  # nothing can be earlier than "now"
             self._handle = loop.call_soon(self._wake)
+        elif delay <= self._spin_ms:
+            # The loop's timers fire up to 1 ms late (epoll rounds its timeout up to whole
+            # ms): cover the last stretch by polling on the loop's next turns instead.
+            self._wake_ms = now + delay
+            self._handle = loop.call_soon(self._wake)
         else:
             self._wake_ms = now + delay
-            self._handle = loop.call_later(delay / 1000.0, self._wake)
+            self._handle = loop.call_later((delay - self._spin_ms) / 1000.0, self._wake)
 
     def _wake(self) -> None:
         self._handle = None
