@@ -79,13 +79,19 @@ _OVERLAPS = {m.value: m for m in Overlap}
 _MISFIRES = {m.value: m for m in Misfire}
 _STATUSES = {m.value: m for m in RunStatus}
 _TRIGGERS = {m.value: m for m in Trigger}
+# Enum member (or its raw value: they hash alike) → stored value, without the ~0.5 µs
+# ``.value`` property: every claim and every result write encodes two of them.
+_OVERLAP_CODES = {m: m.value for m in Overlap}
+_MISFIRE_CODES = {m: m.value for m in Misfire}
+_STATUS_CODES = {m: m.value for m in RunStatus}
+_TRIGGER_CODES = {m: m.value for m in Trigger}
 
 
-def _member(table: dict[Any, Any], enum: Any, value: Any) -> Any:
+def _code(codes: dict[Any, Any], enum: Any, value: Any) -> Any:
     try:
-        return table[value]
+        return codes[value]
     except KeyError:
-        return enum(value)  # raises ValueError naming the bad value
+        return enum(value).value  # raises ValueError naming the bad value
 
 
 #: (column position, code table, enum) of the columns stored as codes.
@@ -153,8 +159,8 @@ def job_values(job: Job) -> tuple[Any, ...]:
         _opt_text(job.timezone),
         None if job.timeout is None else float(job.timeout),
         job.memory_limit,
-        _member(_OVERLAPS, Overlap, job.overlap).value,
-        _member(_MISFIRES, Misfire, job.misfire).value,
+        _code(_OVERLAP_CODES, Overlap, job.overlap),
+        _code(_MISFIRE_CODES, Misfire, job.misfire),
         None if job.misfire_grace is None else float(job.misfire_grace),
         int(job.retries),
         job.last_exec_time,
@@ -194,8 +200,8 @@ def run_values(run: Run) -> tuple[Any, ...]:
         run.run_id,
         run.job_id,
         int(run.scheduled_at),
-        _member(_STATUSES, RunStatus, run.status).value,
-        _member(_TRIGGERS, Trigger, run.trigger).value,
+        _code(_STATUS_CODES, RunStatus, run.status),
+        _code(_TRIGGER_CODES, Trigger, run.trigger),
         int(run.attempt),
         run.started_at,
         run.finished_at,
