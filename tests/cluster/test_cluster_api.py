@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def test_every_node_streams_the_runs_of_a_job_whichever_node_runs_it(tmp_path: P
             node.spawn()
         for node in nodes:
             node.wait_ready(60)
+        _until_members(nodes, 2)  # one ring: the job's runs then stay on its one owner
         api = httpx.Client(base_url=nodes[0].url, timeout=10)
         job_id = api.post("/api/run", json={
             "cron": "* * * * * *", "script": "console.log('tick'); console.warn('tock')"}).json()["id"]
@@ -58,6 +60,16 @@ def test_every_node_streams_the_runs_of_a_job_whichever_node_runs_it(tmp_path: P
                 node.stop(signal.SIGTERM)
         redis.stop()
         asyncio.run(_drop_schema(f"traitor_{namespace_token(cluster)}"))
+
+
+def _until_members(nodes: list[NodeProcess], count: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = [len(httpx.get(f"{node.url}/api/v1/stats", timeout=5).json()["data"]["nodes"]) for node in nodes]
+        if all(n == count for n in seen):
+            return
+        assert time.monotonic() < deadline, f"members seen: {seen}"
+        time.sleep(0.1)
 
 
 async def _drop_schema(schema: str) -> None:
