@@ -273,25 +273,44 @@ class FollowLog:
     def on_done(self, run: Run) -> None:
         self.events.append(("done", run.run_id, run.status.value))
 
+    def follow(self, engine: Engine, job_id: str):
+        """Follow ``job_id`` through ``engine``; returns the function that stops it."""
+        return engine.follow_job(job_id, self.on_run, self.on_line, self.on_done)
+
     def runs(self) -> dict[str, list[tuple[str, str]]]:
         by_run: dict[str, list[tuple[str, str]]] = {}
         for kind, run_id, detail in self.events:
             by_run.setdefault(run_id, []).append((kind, detail))
         return by_run
 
+    def finished(self) -> int:
+        return sum(1 for events in self.runs().values() if events[-1][0] == "done")
 
-async def test_a_client_on_one_node_follows_runs_on_the_other(add_node) -> None:
+
+@pytest.fixture
+async def talking(add_node) -> tuple[Engine, Engine]:
+    """Nodes "a" and "b", whose runs print two lines naming their node, seeing each other."""
     a, b = await add_node("a", TalkingRunner("a")), await add_node("b", TalkingRunner("b"))
     await eventually(lambda: a.coordinator.members() == ["a", "b"] == b.coordinator.members(), 3.0)
+    return a, b
+
+
+def every_second_owned_by(engine: Engine, node: str) -> Job:
     job = every_second()
-    while a.coordinator.owner(job.job_id) != "b":
+    while engine.coordinator.owner(job.job_id) != node:
         job = every_second()
+    return job
+
+
+async def test_a_client_on_one_node_follows_runs_on_the_other(talking) -> None:
+    a, b = talking
+    job = every_second_owned_by(a, "b")
     followed = FollowLog()
-    stop = a.follow_job(job.job_id, followed.on_run, followed.on_line, followed.on_done)
+    stop = followed.follow(a, job.job_id)
     await eventually(lambda: b.coordinator.followed_elsewhere(job.job_id), 2.0)  # about one heartbeat
     await a.store.add_job(job)
     a.arm(job), b.arm(job)
-    await eventually(lambda: sum(1 for r in followed.runs().values() if r[-1][0] == "done") >= 2, 5.0)
+    await eventually(lambda: followed.finished() >= 2, 5.0)
     for events in list(followed.runs().values())[:2]:
         assert events == [("run", "running"), ("line", "info hello from b"), ("line", "warn bye from b"),
                           ("done", "success")]
@@ -302,19 +321,15 @@ async def test_a_client_on_one_node_follows_runs_on_the_other(add_node) -> None:
     assert len(followed.events) == seen, "events kept coming after the client stopped following"
 
 
-async def test_a_run_on_the_followers_own_node_is_streamed_once(add_node) -> None:
-    a, b = await add_node("a", TalkingRunner("a")), await add_node("b", TalkingRunner("b"))
-    await eventually(lambda: a.coordinator.members() == ["a", "b"] == b.coordinator.members(), 3.0)
-    job = every_second()
-    while a.coordinator.owner(job.job_id) != "a":
-        job = every_second()
+async def test_a_run_on_the_followers_own_node_is_streamed_once(talking) -> None:
+    a, b = talking
+    job = every_second_owned_by(a, "a")
     on_a, on_b = FollowLog(), FollowLog()
-    stops = [a.follow_job(job.job_id, on_a.on_run, on_a.on_line, on_a.on_done),
-             b.follow_job(job.job_id, on_b.on_run, on_b.on_line, on_b.on_done)]
+    stops = [on_a.follow(a, job.job_id), on_b.follow(b, job.job_id)]
     await eventually(lambda: a.coordinator.followed_elsewhere(job.job_id), 2.0)
     await a.store.add_job(job)
     a.arm(job), b.arm(job)
-    await eventually(lambda: sum(1 for r in on_b.runs().values() if r[-1][0] == "done") >= 2, 5.0)
+    await eventually(lambda: on_b.finished() >= 2, 5.0)
     await asyncio.sleep(0.3)
     expected = [("run", "running"), ("line", "info hello from a"), ("line", "warn bye from a"), ("done", "success")]
     for log in (on_a, on_b):

@@ -29,7 +29,7 @@ from traitor.api.serialize import job_json, run_json
 from traitor.domain.errors import NotFoundError, ValidationError
 from traitor.domain.job import ExecType, JobState, RunStatus
 from traitor.domain.timeutil import now_ms, parse_rfc3339, to_rfc3339
-from traitor.scheduler.libraries import LibraryService, exported_libraries
+from traitor.scheduler.libraries import LibraryService
 from traitor.store.abc import JobQuery, RunQuery, get_jobs
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
@@ -248,10 +248,7 @@ async def import_jobs(request: Request, dryRun: bool = Query(False)) -> JSONResp
         body = await request.json()
     except ValueError:
         raise ValidationError(None, "malformed JSON body") from None
-    ctx = context(request)
-    # Libraries first: the imported jobs may require them.
-    libraries = await LibraryService(ctx.engine).import_libraries(exported_libraries(body), dry_run=dryRun)
-    report = await ctx.jobs.import_jobs(body, dry_run=dryRun)
+    libraries, report = await context(request).jobs.import_document(body, dry_run=dryRun)
     return JSONResponse({"data": {"dryRun": dryRun, "created": report.created, "updated": report.updated,
                                   "unchanged": report.unchanged, "errors": report.errors,
                                   "libraries": asdict(libraries)}})

@@ -75,12 +75,9 @@ async def _import(settings: Any, path: str, dry_run: bool) -> int:
     except (OSError, ValueError) as exc:
         print(f"traitor: error: cannot read {path}: {exc}", file=sys.stderr)
         return 1
-    from traitor.scheduler.libraries import LibraryService, exported_libraries
-
     store, jobs = await _service(settings)
     try:
-        libraries = await LibraryService(jobs.engine).import_libraries(exported_libraries(payload), dry_run=dry_run)
-        report = await jobs.import_jobs(payload, dry_run=dry_run, progress=_progress)
+        libraries, report = await jobs.import_document(payload, dry_run=dry_run, progress=_progress)
     except ValidationError as exc:
         print(f"traitor: error: {exc}", file=sys.stderr)
         return 1

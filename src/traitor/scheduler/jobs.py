@@ -26,6 +26,7 @@ from traitor.domain.job import (
     validate_job,
 )
 from traitor.scheduler.engine import Engine
+from traitor.scheduler.libraries import LibraryImportReport, LibraryService, exported_libraries
 from traitor.store.abc import JobQuery
 
 
@@ -141,6 +142,14 @@ class JobService:
         async for batch in self.store.iter_jobs():
             for job in batch:
                 yield job
+
+    async def import_document(
+        self, document: Any, *, dry_run: bool = False, progress: Any = None
+    ) -> tuple[LibraryImportReport, ImportReport]:
+        """Import an export (``GET /api/v1/export``, ``traitor export``): its libraries
+        first, since its jobs may require them, then its jobs."""
+        libraries = await LibraryService(self.engine).import_libraries(exported_libraries(document), dry_run=dry_run)
+        return libraries, await self.import_jobs(document, dry_run=dry_run, progress=progress)
 
     async def import_jobs(self, items: Any, *, dry_run: bool = False, progress: Any = None) -> ImportReport:
         """Create or update jobs from exported JSON, idempotently by ``jobId``.

@@ -533,7 +533,10 @@ class TimingWheel:
                 self._cascade(src)
 
     def _cascade(self, src: dict[str, int]) -> None:
-        """Re-place every entry of ``src`` (in its order, which keeps arm order)."""
+        """Re-place every entry of ``src`` (in its order, which keeps arm order).
+
+        ``_place_wheel`` inlined, with the destination slot kept across entries of one
+        instant: a cascade moves thousands of entries due together."""
         tick = self._tick
         cur = self._cur
         lvl = self._lvl

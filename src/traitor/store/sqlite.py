@@ -596,7 +596,7 @@ class SqliteStore(JobStore):
             # claimed runs are the ones whose (fresh) ids are now stored.
             if conn.executemany(_RUN_INSERT, rows).rowcount == len(rows):
                 return list(runs)
-            stored = set(_fetch_in(conn, "SELECT run_id FROM runs", "run_id", [run.run_id for run in runs], _first))
+            stored = _stored_run_ids(conn, [run.run_id for run in runs])
             return [run for run in runs if run.run_id in stored]
 
         return await self._write(op)
@@ -611,7 +611,7 @@ class SqliteStore(JobStore):
             finals = [(*(values[i] for i in final), values[0]) for values in rows]
             if conn.executemany(_RUN_FINISH, finals).rowcount == len(rows):
                 return  # the usual case: every run was claimed here
-            stored = set(_fetch_in(conn, "SELECT run_id FROM runs", "run_id", [values[0] for values in rows], _first))
+            stored = _stored_run_ids(conn, [values[0] for values in rows])
             cur = conn.cursor()
             for values in rows:
                 if values[0] in stored:
@@ -786,6 +786,11 @@ def _fetch_in(
         for row in conn.execute(sql, chunk):
             found[row[0]] = row
     return [convert(found[i]) for i in ids if i in found]
+
+
+def _stored_run_ids(conn: sqlite3.Connection, run_ids: list[str]) -> set[str]:
+    """Which of ``run_ids`` the runs table holds."""
+    return set(_fetch_in(conn, "SELECT run_id FROM runs", "run_id", run_ids, _first))
 
 
 def _first(row: Sequence[Any]) -> Any:
