@@ -307,7 +307,7 @@ async def test_a_client_on_one_node_follows_runs_on_the_other(talking) -> None:
     job = every_second_owned_by(a, "b")
     followed = FollowLog()
     stop = followed.follow(a, job.job_id)
-    await eventually(lambda: b.coordinator.followed_elsewhere(job.job_id), 2.0)  # about one heartbeat
+    await eventually(lambda: b.coordinator.followed_elsewhere(job.job_id), 2.0)  # by the notice
     await a.store.add_job(job)
     a.arm(job), b.arm(job)
     await eventually(lambda: followed.finished() >= 2, 5.0)

@@ -192,3 +192,18 @@ def test_settings_are_checked() -> None:
     coordinator = RedisCoordinator("redis://x", cluster="c", node_id="n")
     assert coordinator.healthy_for == 4.0  # ttl 5 s minus a one-interval margin
     assert coordinator.members_key == "traitor:{c}:nodes" and coordinator.channel == "traitor:{c}:changes"
+
+
+async def test_a_new_follow_reaches_the_other_nodes_at_once_not_at_the_next_heartbeat(nodes) -> None:
+    slow = dict(heartbeat_interval=5.0, ttl=20.0)  # a heartbeat's read of the hash could not explain it
+    a, b = await nodes("a", **slow), await nodes("b", **slow)
+    await eventually(lambda: a.coordinator.subscribed and b.coordinator.subscribed, 2.0)
+    job_id = str(uuid.uuid4())
+    received: list[tuple[str, Any]] = []
+    stop = a.coordinator.follow(job_id, lambda kind, data: received.append((kind, data)))
+    took = await eventually(lambda: b.coordinator.followed_elsewhere(job_id), 4.0)
+    assert took < 1.0, f"b saw the follow after {took:.2f}s: a heartbeat, not the notice"
+    assert not a.coordinator.followed_elsewhere(job_id)  # a's own follow is not "elsewhere" for a
+    b.coordinator.relay(job_id, "line", {"text": "hello"})
+    await eventually(lambda: received == [("line", {"text": "hello"})], 2.0)
+    stop()

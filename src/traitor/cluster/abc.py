@@ -13,7 +13,8 @@
 * Following: a client may follow a job's runs (console included) on any node,
   while the runs happen on the job's owner. ``follow(job_id, listener)`` on the
   client's node makes ``followed_elsewhere(job_id)`` true on the others within
-  about a heartbeat; while it is, the node running the job ``relay``s the run's
+  a round trip to the coordination service (a heartbeat at worst, when that
+  notice is lost); while it is, the node running the job ``relay``s the run's
   events, which reach the follower's ``listener``. Best effort, in order per
   sending node; the standalone coordinator has nothing to relay.
 """

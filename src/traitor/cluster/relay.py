@@ -7,7 +7,10 @@ fields every ``refresh_s`` while followed and deletes them when its last followe
 of the job leaves; the fields of a node that died expire and are pruned by
 whichever node reads them. Every node reads the hash after each heartbeat into a
 set, so :meth:`FollowRelay.followed_elsewhere` answers from memory at every run
-start; a follow opened now is seen by the others within about a heartbeat.
+start. A new follow is also announced on the channel (kind ``followed``) right
+after its field is written, so the others see it within a Redis round trip
+instead of a heartbeat; an ended follow is seen at the next read of the hash
+(until then the node running the job relays events nobody reads).
 
 Events. They travel on the pub/sub channel ``<base>:follow`` as
 ``{"n": node, "j": job, "k": kind, "d": data}``. A run never waits for Redis: its
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import deque
 from typing import Any, Callable
 
@@ -33,6 +37,8 @@ log = logging.getLogger("traitor.cluster")
 
 #: Separates the node id from the job id in a field of the followed hash.
 _SEP = "\x1f"
+#: Kind of the notice that a node's clients started following a job.
+FOLLOWED = "followed"
 
 
 class FollowRelay:
@@ -61,6 +67,10 @@ class FollowRelay:
         self._outbox_ready = asyncio.Event()
         self._announce_now = asyncio.Event()
         self._forget: set[str] = set()
+        #: Jobs whose first follower on this node came since the last announcement.
+        self._new: set[str] = set()
+        #: FOLLOWED notices of other nodes: job -> when it came (monotonic).
+        self._noticed: dict[str, float] = {}
         #: Counters for tests and logs.
         self.stats = {"relayed": 0, "dropped": 0, "delivered": 0}
 
@@ -75,15 +85,18 @@ class FollowRelay:
         if len(self._outbox) >= self.outbox_limit:
             self.stats["dropped"] += 1
             return
-        self._outbox.append(json.dumps({"n": self.node_id, "j": job_id, "k": kind, "d": data},
-                                       separators=(",", ":")))
+        self._outbox.append(self._event(job_id, kind, data))
         self._outbox_ready.set()
+
+    def _event(self, job_id: str, kind: str, data: Any) -> str:
+        return json.dumps({"n": self.node_id, "j": job_id, "k": kind, "d": data}, separators=(",", ":"))
 
     def follow(self, job_id: str, listener: FollowListener) -> Callable[[], None]:
         listeners = self._listeners.setdefault(job_id, [])
         listeners.append(listener)
         self._forget.discard(job_id)
         if len(listeners) == 1:
+            self._new.add(job_id)
             self._announce_now.set()
 
         def unfollow() -> None:
@@ -91,6 +104,7 @@ class FollowRelay:
                 listeners.remove(listener)
             if not listeners and self._listeners.get(job_id) is listeners:
                 del self._listeners[job_id]
+                self._new.discard(job_id)
                 self._forget.add(job_id)
                 self._announce_now.set()
 
@@ -106,6 +120,10 @@ class FollowRelay:
             return
         if node == self.node_id:
             return
+        if kind == FOLLOWED:
+            self._followed = self._followed | {job_id}
+            self._noticed[job_id] = time.monotonic()
+            return
         for listener in list(self._listeners.get(job_id, ())):
             self.stats["delivered"] += 1
             try:
@@ -118,6 +136,7 @@ class FollowRelay:
         """Read which jobs other nodes follow (after each heartbeat); prune expired fields."""
         if self._redis is None:
             return
+        asked = time.monotonic()
         try:
             fields = await asyncio.wait_for(self._redis.hgetall(self.hash_key), self.op_timeout)
         except asyncio.CancelledError:
@@ -134,7 +153,9 @@ class FollowRelay:
                 expired.append(field)
             elif node != self.node_id:
                 followed.add(job_id)
-        self._followed = frozenset(followed)
+        # A notice that came while the read was on its way may be newer than the answer.
+        self._noticed = {job_id: at for job_id, at in self._noticed.items() if at >= asked}
+        self._followed = frozenset(followed | self._noticed.keys())
         if expired:
             try:
                 await asyncio.wait_for(self._redis.hdel(self.hash_key, *expired), self.op_timeout)
@@ -165,9 +186,19 @@ class FollowRelay:
         if forget:
             await asyncio.wait_for(self._redis.hdel(self.hash_key, *map(self._field, forget)), self.op_timeout)
         if self._listeners:
+            new, self._new = self._new, set()
             expiry = now_ms() + self.expiry_ms
             mapping = {self._field(job_id): expiry for job_id in self._listeners}
-            await asyncio.wait_for(self._redis.hset(self.hash_key, mapping=mapping), self.op_timeout)
+            try:
+                await asyncio.wait_for(self._redis.hset(self.hash_key, mapping=mapping), self.op_timeout)
+            except BaseException:
+                self._new |= new & self._listeners.keys()  # announced by the next round
+                raise
+            # The field first, then the notice: a node that reads the hash in between
+            # already sees the follow, so none can drop it again.
+            notices = [self._event(job_id, FOLLOWED, None) for job_id in new if job_id in self._listeners]
+            if notices:
+                await self._publish(notices)
 
     async def publish_loop(self) -> None:
         """Send the outbox in pipelines, in order; what Redis refuses is dropped and counted."""
