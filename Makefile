@@ -4,10 +4,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lock clean
+.PHONY: run test bench dev lock clean
 
-TEST_STAMP := $(VENV)/.installed-test
+DEV_STAMP := $(VENV)/.installed-dev
 
+# The service alone (requirements.lock: what the Docker image installs too).
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
@@ -15,8 +16,10 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
+# Plus the test and benchmark tools (requirements-dev.lock: the same pins, and more).
 # The suite also exercises the example plugin as an installed package.
-$(TEST_STAMP): $(STAMP) examples/plugin-hello/pyproject.toml
+$(DEV_STAMP): $(STAMP) requirements-dev.lock examples/plugin-hello/pyproject.toml
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e examples/plugin-hello
 	@touch $@
 
@@ -25,16 +28,22 @@ run: $(STAMP)
 	$(VENV)/bin/traitor $(ARGS)
 
 ## Run the whole test suite.
-test: $(TEST_STAMP)
+test: $(DEV_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Run the benchmarks (full set); `$(PY) -m bench --quick --json` for the short one.
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(PY) -m bench $(ARGS)
 
-## Re-pin dependencies after editing pyproject.toml.
+## Install the test and benchmark tools into the environment (make test and make bench do it too).
+dev: $(DEV_STAMP)
+
+## Re-pin dependencies after editing pyproject.toml: everything first, then the
+## service's own subset with the same versions.
 lock: $(STAMP)
-	$(PY) -m pip install -q uv && $(VENV)/bin/uv pip compile pyproject.toml --extra test --extra bench --python-version 3.11 -o requirements.lock
+	$(PY) -m pip install -q uv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra test --extra bench --python-version 3.11 -o requirements-dev.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 -c requirements-dev.lock -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

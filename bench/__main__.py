@@ -439,6 +439,13 @@ def markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def missing_tools() -> list[str]:
+    """The peers and tools of requirements-dev.lock that this environment lacks."""
+    import importlib.util
+
+    return [name for name in ("apscheduler", "traitor") if importlib.util.find_spec(name) is None]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short set (< 50 s)")
@@ -460,6 +467,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(only) - set(FIGURES)
     if unknown:
         parser.error(f"unknown figure(s): {', '.join(sorted(unknown))}")
+    missing = missing_tools()
+    if missing:
+        parser.exit(2, f"python -m bench: {', '.join(missing)} not installed here; "
+                       "`make dev` (or `make bench`) installs the benchmark tools\n")
     runner = Runner(args.quick, args.runs)
     mode = "quick" if args.quick else "full"
     res: dict[str, Any] = {"mode": mode, "runs": runner.runs, "machine": machine(),
