@@ -38,6 +38,10 @@ def test_help_documents_every_flag() -> None:
     assert result.returncode == 0
     for flag in FLAGS:
         assert flag.names[-1] in result.stdout and flag.env in result.stdout
+    text = " ".join(result.stdout.split())  # argparse wraps the help lines
+    assert "(default: None)" not in text  # the parser's placeholder, not a real default
+    assert "port to bind (default: 8080) [TRAITOR_PORT]" in text
+    assert "bytes of console output kept per run (default: 65536) [TRAITOR_OUTPUT_LIMIT]" in text
 
 
 @pytest.mark.parametrize(

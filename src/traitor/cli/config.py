@@ -91,7 +91,8 @@ FLAGS: list[Flag] = [
     Flag(("--token",), "token", "API token clients must send as 'Authorization: Bearer <token>'"),
     Flag(("--insecure",), "insecure", "allow binding a public address without any token", False, boolean=True),
     Flag(("--timezone",), "timezone", "IANA zone of jobs that name none", local_timezone()),
-    Flag(("--workers",), "workers", "script worker processes", os.cpu_count() or 1, _positive_int),
+    Flag(("--workers",), "workers", "script worker processes (default: one per core)", os.cpu_count() or 1,
+         _positive_int),
     Flag(("--node-id",), "node_id", "this node's name in the cluster (default: host name + port)"),
     Flag(("--log-level",), "log_level", "debug, info, warning or error", "info",
          choices=("debug", "info", "warning", "error")),
@@ -123,15 +124,22 @@ FLAGS: list[Flag] = [
 ]
 
 
+def _default_note(flag: Flag) -> str:
+    """``" (default: X)"`` for a flag with a real default. The parser's own defaults are
+    None, so that a flag left out can fall back to its variable: argparse cannot show them."""
+    if flag.boolean or flag.default in (None, "") or "(default:" in flag.help:
+        return ""
+    return f" (default: {flag.default})"
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="traitor",
         description="Traitor: a distributed timing-task service whose jobs are JavaScript programs. "
         "Every flag can also be set with the environment variable shown in brackets.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     for flag in FLAGS:
-        help_text = f"{flag.help} [{flag.env}]"
+        help_text = f"{flag.help}{_default_note(flag)} [{flag.env}]"
         if flag.boolean:
             parser.add_argument(*flag.names, dest=flag.dest, action="store_true", default=None, help=help_text)
         else:
