@@ -44,6 +44,17 @@ def test_help_documents_every_flag() -> None:
     assert "bytes of console output kept per run (default: 65536) [TRAITOR_OUTPUT_LIMIT]" in text
 
 
+def test_version_is_the_installed_distributions() -> None:
+    import importlib.metadata
+
+    import traitor
+
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"traitor {traitor.__version__}"
+    assert traitor.__version__ == importlib.metadata.version("traitor")  # pyproject.toml and the package agree
+
+
 @pytest.mark.parametrize(
     ("args", "env", "fragment"),
     [
@@ -87,3 +98,16 @@ def test_json_logs_go_to_stderr_and_the_rotating_file(tmp_path) -> None:
     assert records and {"ts", "level", "logger", "message"} <= set(records[0])
     assert any("engine started" in r["message"] for r in records)
     assert any(line.startswith("{") for line in server.output().splitlines())
+
+
+def test_the_startup_line_names_version_mode_and_store_without_its_password() -> None:
+    import traitor
+    from traitor.cli.main import startup_line
+
+    line = startup_line(parse_settings(["-m", "multi", "-r", "redis://:hush@cache:6379/0", "-c", "blue",
+                                        "--store", "postgresql://app:s3cret@db/traitor", "--workers", "3"],
+                                       environ={}))
+    assert line.startswith(f"traitor {traitor.__version__} starting: cluster 'blue' on redis://***@cache:6379/0")
+    assert "store postgresql://***@db/traitor" in line and "3 script worker(s)" in line
+    assert "hush" not in line and "s3cret" not in line
+    assert "standalone, store sqlite:///" in startup_line(parse_settings(["--data-dir", "/tmp/x"], environ={}))

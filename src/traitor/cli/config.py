@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from traitor import __version__
 from traitor.domain.limits import Limits
 
 
@@ -138,6 +139,7 @@ def build_parser() -> Parser:
         description="Traitor: a distributed timing-task service whose jobs are JavaScript programs. "
         "Every flag can also be set with the environment variable shown in brackets.",
     )
+    parser.add_argument("--version", action="version", version=f"traitor {__version__}")
     for flag in FLAGS:
         help_text = f"{flag.help}{_default_note(flag)} [{flag.env}]"
         if flag.boolean:

@@ -135,11 +135,22 @@ def build_engine(settings: Settings) -> tuple[Any, Any]:
     return engine, http
 
 
+def startup_line(settings: Settings) -> str:
+    """What an operator checks first in a log: version, mode, store (no password), workers."""
+    from traitor import __version__
+    from traitor.cluster.redis import safe_url
+
+    where = f"cluster {settings.cluster!r} on {safe_url(settings.redis)}" if settings.mode == "multi" else "standalone"
+    return (f"traitor {__version__} starting: {where}, store {safe_url(settings.store_url())}, "
+            f"{settings.workers} script worker(s), data dir {settings.data_path}")
+
+
 async def serve(settings: Settings) -> int:
     import uvicorn
 
     from traitor.api.app import ApiSettings, create_app
 
+    log.info("%s", startup_line(settings))
     engine, http = build_engine(settings)
     authenticate = None
     if settings.token:

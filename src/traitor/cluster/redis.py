@@ -222,7 +222,7 @@ class RedisCoordinator(Coordinator):
         if self._engine is not None:
             self._tasks.append(loop.create_task(self._reconcile_loop(), name="traitor-reconcile"))
             self._tasks.append(loop.create_task(self._store_watch_loop(), name="traitor-store-watch"))
-        log.info("cluster %r: node %s connecting to %s", self.cluster, self.node_id, _safe_url(self.url))
+        log.info("cluster %r: node %s connecting to %s", self.cluster, self.node_id, safe_url(self.url))
 
     async def close(self, leave: bool = True) -> None:
         """Stop heartbeating and listening. With ``leave`` (the default) also leave the
@@ -615,7 +615,7 @@ def _client_name(name: str) -> str:
     return "".join(c if c.isprintable() and not c.isspace() else "_" for c in name)
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without its password, for logs."""
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
