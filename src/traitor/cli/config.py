@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from traitor import __version__
 from traitor.domain.limits import Limits
+from traitor.runtime.cores import usable_cores
 
 
 class Parser(argparse.ArgumentParser):
@@ -92,7 +93,7 @@ FLAGS: list[Flag] = [
     Flag(("--token",), "token", "API token clients must send as 'Authorization: Bearer <token>'"),
     Flag(("--insecure",), "insecure", "allow binding a public address without any token", False, boolean=True),
     Flag(("--timezone",), "timezone", "IANA zone of jobs that name none", local_timezone()),
-    Flag(("--workers",), "workers", "script worker processes (default: one per core)", os.cpu_count() or 1,
+    Flag(("--workers",), "workers", "script worker processes (default: one per usable core)", usable_cores(),
          _positive_int),
     Flag(("--node-id",), "node_id", "this node's name in the cluster (default: host name + port)"),
     Flag(("--log-level",), "log_level", "debug, info, warning or error", "info",

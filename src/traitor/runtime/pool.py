@@ -29,7 +29,6 @@ import heapq
 import inspect
 import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -40,6 +39,7 @@ from traitor.domain.job import RunStatus
 from traitor.domain.library import parse_specifier
 from traitor.runtime import protocol
 from traitor.runtime.abc import ConsoleLine, ConsoleListener, RunRequest, RunResult, ScriptRunner
+from traitor.runtime.cores import usable_cores
 from traitor.runtime.modules import CallContext, HostModule
 from traitor.runtime.protocol import CALL, CANCEL, DONE, INIT, LINES, LOAD, READY, RESULT, RUN
 
@@ -181,7 +181,7 @@ class _Worker(asyncio.SubprocessProtocol):
 
 
 class WorkerPool(ScriptRunner):
-    """Runs scripts in ``workers`` QuickJS worker processes (default: one per CPU).
+    """Runs scripts in ``workers`` QuickJS worker processes (default: one per usable core, see :func:`usable_cores`).
 
     ``modules`` are the host modules scripts may ``require`` (by mapping key);
     ``services`` is handed to host functions in their :class:`CallContext`.
@@ -216,7 +216,7 @@ class WorkerPool(ScriptRunner):
         if not 0 <= max_nesting <= 64 or (max_nesting + 1) * stack_bytes > 480 << 20:
             # the worker's thread stack (512 MiB, reserved lazily) holds the suspended runs' stacks
             raise ValueError("max_nesting must be between 0 and 64, and (max_nesting + 1) * stack_bytes < 480 MiB")
-        self._size = max(1, workers or os.cpu_count() or 1)
+        self._size = max(1, workers or usable_cores())
         self._modules: dict[str, HostModule] = dict(modules or {})
         self._services = services
         self._max_queue = max_queue
