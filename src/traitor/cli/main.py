@@ -138,7 +138,7 @@ def build_engine(settings: Settings) -> tuple[Any, Any]:
 def startup_line(settings: Settings) -> str:
     """What an operator checks first in a log: version, mode, store (no password), workers."""
     from traitor import __version__
-    from traitor.cluster.redis import safe_url
+    from traitor.domain.urls import safe_url
 
     where = f"cluster {settings.cluster!r} on {safe_url(settings.redis)}" if settings.mode == "multi" else "standalone"
     return (f"traitor {__version__} starting: {where}, store {safe_url(settings.store_url())}, "

@@ -70,6 +70,7 @@ from traitor.cluster.relay import FollowRelay
 from traitor.cluster.ring import DEFAULT_VNODES, HashRing
 from traitor.domain.job import RunStatus
 from traitor.domain.timeutil import now_ms
+from traitor.domain.urls import safe_url
 
 log = logging.getLogger("traitor.cluster")
 
@@ -613,11 +614,3 @@ async def _close_quietly(pubsub: Any) -> None:
 def _client_name(name: str) -> str:
     """CLIENT SETNAME refuses spaces and newlines."""
     return "".join(c if c.isprintable() and not c.isspace() else "_" for c in name)
-
-
-def safe_url(url: str) -> str:
-    """The URL without its password, for logs."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-    return url
