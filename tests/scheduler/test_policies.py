@@ -74,9 +74,11 @@ async def test_failed_run_is_retried_with_backoff(client) -> None:
         "cron": "0 0 1 1 *", "retries": 2, "script": "throw new Error('flaky')"})).json()["data"]["jobId"]
     await client.post(f"/api/v1/jobs/{job_id}/trigger")
     deadline = time.monotonic() + 8
-    while time.monotonic() < deadline and len(await runs(client, job_id)) < 3:
-        await asyncio.sleep(0.2)
     history = await runs(client, job_id)
+    # the last retry's row exists from its claim on: wait until it has finished too
+    while time.monotonic() < deadline and (len(history) < 3 or any(r["status"] == "running" for r in history)):
+        await asyncio.sleep(0.2)
+        history = await runs(client, job_id)
     assert [(r["attempt"], r["status"]) for r in history] == [(0, "error"), (1, "error"), (2, "error")]
     assert [r["trigger"] for r in history] == ["manual", "retry", "retry"]
     gaps = [ms(b["startedAt"]) - ms(a["finishedAt"]) for a, b in zip(history, history[1:])]
